@@ -1,0 +1,91 @@
+"""Convergence diagnostics of observable traces through ArviZ.
+
+Traces have dims ``(chain, draw)``. R-hat, bulk and tail ESS and MCSE come
+from ArviZ; this module only arranges the data and collects the numbers.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+with warnings.catch_warnings():
+    # ArviZ 0.23 warns on import about its coming 1.x refactor.
+    warnings.filterwarnings(
+        "ignore", message=".*ArviZ is undergoing", category=FutureWarning
+    )
+    import arviz as az
+
+__all__ = ["chain_jackknife", "summarize_traces", "to_inference_data"]
+
+
+def to_inference_data(
+    traces: dict, sample_stats: dict | None = None
+) -> az.InferenceData:
+    """Wrap observable traces ``{name: (chain, draw) array}`` as ``InferenceData``.
+
+    The traces go to the ``posterior`` group, ``sample_stats`` (for example the
+    acceptance rate) to the ``sample_stats`` group.
+    """
+    posterior = {name: np.asarray(value, np.float64) for name, value in traces.items()}
+    stats = None
+    if sample_stats:
+        stats = {name: np.asarray(v, np.float64) for name, v in sample_stats.items()}
+    return az.from_dict(posterior=posterior, sample_stats=stats)
+
+
+def summarize_traces(traces: dict) -> dict:
+    """Mean, MCSE, R-hat, bulk and tail ESS of each trace.
+
+    Args:
+        traces: ``{name: array of shape (chain, draw)}``.
+
+    Returns:
+        ``{name: {"mean", "mcse", "rhat", "ess_bulk", "ess_tail"}}`` as floats.
+    """
+    idata = to_inference_data(traces)
+    posterior = idata.posterior
+    rhat = az.rhat(posterior)
+    ess_bulk = az.ess(posterior, method="bulk")
+    ess_tail = az.ess(posterior, method="tail")
+    mcse = az.mcse(posterior, method="mean")
+    summary = {}
+    for name in traces:
+        summary[name] = {
+            "mean": float(posterior[name].mean()),
+            "mcse": float(mcse[name]),
+            "rhat": float(rhat[name]),
+            "ess_bulk": float(ess_bulk[name]),
+            "ess_tail": float(ess_tail[name]),
+        }
+    return summary
+
+
+def chain_jackknife(statistic, *traces: np.ndarray) -> tuple[float, float]:
+    """Estimate and jackknife error of a non-linear statistic over chains.
+
+    Each chain is left out in turn; this is valid when chains are independent,
+    whatever the autocorrelation inside each chain.
+
+    Args:
+        statistic: function of arrays of shape ``(chain, draw)`` to a float.
+        traces: arrays ``(chain, draw)``; at least two chains.
+
+    Returns:
+        ``(estimate on all chains, standard error)``.
+    """
+    n_chains = traces[0].shape[0]
+    full = float(statistic(*traces))
+    if n_chains < 2:
+        return full, float("nan")
+    leave_one_out = np.array(
+        [
+            statistic(*(np.delete(trace, k, axis=0) for trace in traces))
+            for k in range(n_chains)
+        ]
+    )
+    error = np.sqrt(
+        (n_chains - 1) * np.mean((leave_one_out - leave_one_out.mean()) ** 2)
+    )
+    return full, float(error)

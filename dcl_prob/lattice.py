@@ -1,0 +1,78 @@
+"""Periodic square lattices: neighbour shifts, sublattices and input checks.
+
+Spins live in arrays of shape ``(..., L, L)`` with the lattice axes last, so any
+number of leading batch or chain axes is allowed. Boundaries are periodic
+(a torus) throughout the package.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = [
+    "check_lattice_size",
+    "checkerboard_mask",
+    "neighbour_sum",
+    "site_order",
+]
+
+
+def check_lattice_size(L: int, *, name: str = "L", multiple_of: int = 1) -> int:
+    """Validate a linear lattice size and return it as an ``int``.
+
+    Raises:
+        ValueError: if ``L`` is not an integer of at least 2, or is not a
+            multiple of ``multiple_of``.
+    """
+    if isinstance(L, bool) or int(L) != L:
+        raise ValueError(
+            f"{name}={L!r} is invalid: the lattice size must be an integer"
+        )
+    L = int(L)
+    if L < 2:
+        raise ValueError(f"{name}={L} is invalid: the lattice size must be at least 2")
+    if L % multiple_of:
+        raise ValueError(
+            f"{name}={L} is invalid: it must be a multiple of {multiple_of} "
+            f"(the focus size of the energy network); use L = "
+            f"{max(multiple_of, L - L % multiple_of)} or "
+            f"{L + multiple_of - L % multiple_of}"
+        )
+    return L
+
+
+def neighbour_sum(s: jnp.ndarray) -> jnp.ndarray:
+    """Sum of the four nearest-neighbour spins of every site, periodic wrap.
+
+    Args:
+        s: spins, shape ``(..., L, L)``.
+
+    Returns:
+        Array of the same shape as ``s``.
+    """
+    return (
+        jnp.roll(s, 1, axis=-1)
+        + jnp.roll(s, -1, axis=-1)
+        + jnp.roll(s, 1, axis=-2)
+        + jnp.roll(s, -1, axis=-2)
+    )
+
+
+def checkerboard_mask(L: int, parity: int) -> np.ndarray:
+    """Boolean ``(L, L)`` mask of the sites with ``(i + j) % 2 == parity``.
+
+    For odd ``L`` the two sublattices touch across the periodic boundary, so a
+    checkerboard update is exact only for even ``L``.
+    """
+    i, j = np.indices((L, L))
+    return (i + j) % 2 == parity
+
+
+def site_order(L: int) -> np.ndarray:
+    """Return the raster (row-major) order of the ``L * L`` sites as flat indices.
+
+    The autoregressive model visits sites in this order: site ``k`` is
+    ``(k // L, k % L)``.
+    """
+    return np.arange(L * L)

@@ -1,0 +1,158 @@
+"""Save and load fitted models as a directory of JSON and Equinox leaf files.
+
+A model directory contains ``config.json`` (format version, lattice size,
+training temperature, hyperparameters, data attributes and fit metrics) and
+``q.eqx`` and ``energy.eqx`` with the network parameters, written by
+``equinox.tree_serialise_leaves``. Loading rebuilds the networks from the JSON
+config and reads the arrays into them with ``allow_pickle=False`` semantics:
+NumPy's ``.npy`` reader refuses object arrays, so no code runs on load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import NamedTuple
+
+import equinox as eqx
+import jax
+
+from dcl_prob.fit import FitConfig, FitResult, make_networks
+from dcl_prob.nn.ednn import ExtensiveEnergy
+from dcl_prob.nn.rnn import AutoregressiveGRU, AutoregressiveSpins
+
+__all__ = ["FORMAT_VERSION", "LoadedModel", "load_model", "save_model"]
+
+FORMAT_VERSION = 1
+_FILES = ("config.json", "q.eqx", "energy.eqx")
+
+
+class LoadedModel(NamedTuple):
+    """A fitted model read from disk."""
+
+    q_net: AutoregressiveGRU
+    energy: ExtensiveEnergy
+    temperature: float  # training temperature T0
+    L: int  # training lattice size
+    config: FitConfig
+    data_attrs: dict  # attributes of the training data set
+    metrics: dict  # held-out diagnostics of the fit
+
+    def distribution(self) -> AutoregressiveSpins:
+        """The fitted q as a NumPyro distribution."""
+        return AutoregressiveSpins(self.q_net, z2=self.config.q_z2)
+
+
+def _json_ready(values: dict) -> dict:
+    """Convert NumPy scalars and arrays in attribute dicts to JSON types."""
+    ready = {}
+    for name, value in values.items():
+        if hasattr(value, "tolist"):
+            value = value.tolist()
+        if isinstance(value, bytes):
+            value = value.decode()
+        ready[name] = value
+    return ready
+
+
+def save_model(
+    path: str | os.PathLike,
+    result: FitResult,
+    *,
+    data_attrs: dict | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write a fitted model to the directory ``path`` atomically.
+
+    The files are written to a temporary directory beside ``path`` that is then
+    renamed, so an interrupted save never leaves a half-written model.
+
+    Raises:
+        FileExistsError: if ``path`` exists and ``overwrite`` is false.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(
+            f"{path} already exists; choose another output or pass --force to "
+            "replace it"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    config = {
+        "format_version": FORMAT_VERSION,
+        "kind": "dcl_prob model",
+        "L": int(result.q_net.L),
+        "temperature": float(result.temperature),
+        "fit_config": result.config.to_dict(),
+        "data_attrs": _json_ready(data_attrs or {}),
+        "metrics": result.metrics,
+    }
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        eqx.tree_serialise_leaves(staging / "q.eqx", result.q_net)
+        eqx.tree_serialise_leaves(staging / "energy.eqx", result.energy)
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(staging, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return path
+
+
+def load_model(path: str | os.PathLike) -> LoadedModel:
+    """Read a model directory written by :func:`save_model`.
+
+    Raises:
+        FileNotFoundError: if the directory or one of its files is missing.
+        ValueError: if the config is invalid or does not match the parameters.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"model directory {path} not found; create one with "
+            f"`dcl fit DATA -o {path}`"
+        )
+    missing = [name for name in _FILES if not (path / name).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"model directory {path} is missing {missing}; refit the model with "
+            "`dcl fit`"
+        )
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path / 'config.json'} is not valid JSON: {error}") from None
+    if config.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{path / 'config.json'} has format_version="
+            f"{config.get('format_version')!r}, this version of dcl_prob reads "
+            f"{FORMAT_VERSION}; refit the model with this version"
+        )
+    try:
+        fit_config = FitConfig.from_dict(config["fit_config"])
+        L = int(config["L"])
+        temperature = float(config["temperature"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"{path / 'config.json'} is invalid: {error}") from None
+    q_like, energy_like = make_networks(L, fit_config, key=jax.random.key(0))
+    try:
+        q_net = eqx.tree_deserialise_leaves(path / "q.eqx", q_like)
+        energy = eqx.tree_deserialise_leaves(path / "energy.eqx", energy_like)
+    except (ValueError, RuntimeError, OSError, EOFError) as error:
+        raise ValueError(
+            f"the parameters in {path} do not match its config.json ({error}); "
+            "the files may be corrupt or from another model"
+        ) from None
+    return LoadedModel(
+        q_net,
+        energy,
+        temperature,
+        L,
+        fit_config,
+        config.get("data_attrs", {}),
+        config.get("metrics", {}),
+    )

@@ -1,0 +1,105 @@
+"""Plots of transfer results against exact and reference values."""
+
+from __future__ import annotations
+
+import os
+
+import matplotlib
+import numpy as np
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from dcl_prob import exact  # noqa: E402
+
+__all__ = ["plot_transfer"]
+
+_PANELS = (
+    ("e", "energy per spin e"),
+    ("c", "heat capacity per spin c"),
+    ("abs_m", "|m|"),
+    ("chi", "susceptibility per spin chi"),
+)
+
+
+def plot_transfer(
+    rows: list[dict],
+    path: str | os.PathLike,
+    *,
+    trained_at: dict | None = None,
+    kaufman_J: float | None = None,
+) -> None:
+    """Plot e, c, |m| and chi against T, one colour per lattice size.
+
+    Points with error bars are the learned model. Where ``kaufman_J`` is given,
+    solid lines are the exact Kaufman energy and heat capacity of each L;
+    rows with a ``reference`` Monte Carlo |m| or chi show it as open circles.
+    ``trained_at`` (``{"T", "L"}``) marks the training temperature.
+    """
+    sizes = sorted({row["L"] for row in rows})
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    figure, axes = plt.subplots(2, 2, figsize=(10, 7.5), sharex=True)
+    t_min = min(row["T"] for row in rows)
+    t_max = max(row["T"] for row in rows)
+    grid = np.linspace(max(0.5, 0.9 * t_min), 1.05 * t_max, 200)
+
+    for index, L in enumerate(sizes):
+        colour = colours[index % len(colours)]
+        selected = sorted((r for r in rows if r["L"] == L), key=lambda r: r["T"])
+        T = np.array([r["T"] for r in selected])
+        for ax, (name, label) in zip(axes.ravel(), _PANELS):
+            values = np.array([r[name] for r in selected])
+            errors = np.array([r[f"{name}_err"] for r in selected])
+            ax.errorbar(
+                T,
+                values,
+                yerr=errors,
+                fmt="s",
+                ms=4,
+                capsize=2,
+                color=colour,
+                label=f"learned E, L={L}",
+            )
+            reference = [
+                r.get("reference", {}).get("monte_carlo", {}) for r in selected
+            ]
+            if all(name in ref for ref in reference):
+                ax.plot(
+                    T,
+                    [ref[name] for ref in reference],
+                    "o",
+                    mfc="none",
+                    ms=8,
+                    color=colour,
+                    label=f"reference MC, L={L}",
+                )
+            ax.set_ylabel(label)
+        if kaufman_J is not None:
+            result = exact.kaufman(L, grid, kaufman_J)
+            axes[0, 0].plot(
+                grid,
+                result.energy,
+                "-",
+                color=colour,
+                lw=1,
+                label=f"Kaufman exact, L={L}",
+            )
+            axes[0, 1].plot(grid, result.heat_capacity, "-", color=colour, lw=1)
+
+    for ax in axes.ravel():
+        if kaufman_J is not None:
+            ax.axvline(exact.ISING_TC * kaufman_J, color="grey", ls=":", lw=1)
+        if trained_at:
+            ax.axvline(trained_at["T"], color="black", ls="--", lw=1)
+        ax.grid(alpha=0.3)
+    for ax in axes[1]:
+        ax.set_xlabel("temperature T")
+    axes[0, 0].legend(fontsize=7)
+    axes[1, 0].legend(fontsize=7)
+    title = "Transfer of the learned energy"
+    if trained_at:
+        title += f" (trained at T0={trained_at['T']:g}, L={trained_at['L']})"
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)

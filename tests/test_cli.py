@@ -1,0 +1,167 @@
+"""The ``dcl`` command line, end to end on a 4 x 4 lattice with tiny settings."""
+
+import json
+
+import h5py
+import pytest
+
+from dcl_prob.cli import main
+
+
+@pytest.fixture(scope="module")
+def workflow(tmp_path_factory):
+    """Run simulate, fit and transfer once; return the directory of outputs."""
+    root = tmp_path_factory.mktemp("cli")
+    data = root / "data.h5"
+    model = root / "model"
+    common = ["--no-progress"]
+    assert (
+        main(
+            common
+            + [
+                "simulate",
+                "--L",
+                "4",
+                "--T",
+                "3",
+                "--samples",
+                "400",
+                "--chains",
+                "8",
+                "-o",
+                str(data),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            common
+            + [
+                "fit",
+                str(data),
+                "-o",
+                str(model),
+                "--q-steps",
+                "50",
+                "--energy-steps",
+                "50",
+                "--hidden-size",
+                "8",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            common
+            + [
+                "transfer",
+                str(model),
+                "--T",
+                "2.0",
+                "3.0",
+                "--L",
+                "4",
+                "8",
+                "--chains",
+                "2",
+                "--sweeps",
+                "100",
+                "--burn-in",
+                "0",
+                "-o",
+                str(root / "transfer.json"),
+                "--plot",
+                str(root / "transfer.png"),
+            ]
+        )
+        == 0
+    )
+    return root
+
+
+def test_simulate_writes_hdf5(workflow):
+    with h5py.File(workflow / "data.h5", "r") as file:
+        assert file["spins"].shape == (400, 4, 4)
+        assert file["spins"].dtype == "int8"
+        assert file.attrs["temperature"] == 3.0
+        assert file.attrs["model"] == "ising"
+        assert file.attrs["thin"] >= 1
+
+
+def test_fit_writes_model_directory(workflow):
+    names = {p.name for p in (workflow / "model").iterdir()}
+    assert {"config.json", "q.eqx", "energy.eqx"} <= names
+    config = json.loads((workflow / "model" / "config.json").read_text())
+    assert config["temperature"] == 3.0
+    assert config["L"] == 4
+
+
+def test_transfer_json_schema(workflow):
+    payload = json.loads((workflow / "transfer.json").read_text())
+    assert payload["model"] == "ising"
+    assert payload["trained_at"] == {"T": 3.0, "L": 4}
+    assert len(payload["rows"]) == 4
+    for row in payload["rows"]:
+        for key in (
+            "L",
+            "T",
+            "e",
+            "e_err",
+            "abs_m",
+            "abs_m_err",
+            "c",
+            "c_err",
+            "chi",
+            "chi_err",
+            "rhat_max",
+            "ess_min",
+        ):
+            assert key in row
+        assert row["reference"]["kaufman"]["source"].startswith("Kaufman")
+
+
+def test_transfer_plot_is_png(workflow):
+    content = (workflow / "transfer.png").read_bytes()
+    assert content[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(content) > 10_000
+
+
+def test_outputs_not_overwritten_without_force(workflow, capsys):
+    before = (workflow / "transfer.json").read_bytes()
+    status = main(
+        [
+            "--no-progress",
+            "transfer",
+            str(workflow / "model"),
+            "--T",
+            "2",
+            "-o",
+            str(workflow / "transfer.json"),
+        ]
+    )
+    assert status == 2
+    assert "--force" in capsys.readouterr().err
+    assert (workflow / "transfer.json").read_bytes() == before
+
+
+def test_missing_model_directory_is_an_error(tmp_path, capsys):
+    status = main(["transfer", str(tmp_path / "none"), "--T", "2"])
+    assert status == 2
+    assert "not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["simulate", "--T", "-1", "-o", "x.h5"],
+        ["simulate", "--L", "1", "-o", "x.h5"],
+        ["transfer", "m", "--T", "nan"],
+    ],
+)
+def test_invalid_arguments_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert "invalid" in capsys.readouterr().err
