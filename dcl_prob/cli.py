@@ -102,6 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--joint", action="store_true", help="add a phase training q and E together"
     )
     fit_parser.add_argument(
+        "--checkpoint-every",
+        type=_positive_int,
+        default=500,
+        help="steps between checkpoints, written to OUTPUT.checkpoint/ and "
+        "removed when the fit succeeds",
+    )
+    fit_parser.add_argument(
         "--force", action="store_true", help="overwrite the model directory"
     )
 
@@ -172,7 +179,7 @@ def _fit(args) -> None:
 
     from dcl_prob.data import load_dataset
     from dcl_prob.fit import FitConfig, fit
-    from dcl_prob.model_io import save_model
+    from dcl_prob.model_io import Checkpointer, save_model
 
     output = Path(args.output)
     if output.exists() and not args.force:
@@ -187,14 +194,19 @@ def _fit(args) -> None:
         z2=not args.no_z2,
         joint=args.joint,
     )
+    checkpoints = Checkpointer(
+        output.with_name(output.name + ".checkpoint"), args.checkpoint_every
+    )
     result = fit(
         data.spins,
         data.temperature,
         key=jax.random.key(args.seed),
         config=config,
         progress=not args.no_progress,
+        on_chunk=checkpoints,
     )
     save_model(output, result, data_attrs=data.attrs, overwrite=args.force)
+    checkpoints.remove()
     print(f"wrote model to {output}: {result.metrics}")
 
 

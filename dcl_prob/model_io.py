@@ -24,7 +24,7 @@ from dcl_prob.fit import FitConfig, FitResult, make_networks
 from dcl_prob.nn.ednn import ExtensiveEnergy
 from dcl_prob.nn.rnn import AutoregressiveGRU, AutoregressiveSpins
 
-__all__ = ["FORMAT_VERSION", "LoadedModel", "load_model", "save_model"]
+__all__ = ["FORMAT_VERSION", "Checkpointer", "LoadedModel", "load_model", "save_model"]
 
 FORMAT_VERSION = 1
 _FILES = ("config.json", "q.eqx", "energy.eqx")
@@ -156,3 +156,37 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
         config.get("data_attrs", {}),
         config.get("metrics", {}),
     )
+
+
+class Checkpointer:
+    """Write the networks of a running fit to a directory every ``every`` steps.
+
+    Each phase (``q``, ``energy``, ``joint``) writes ``<phase>.eqx`` and
+    ``checkpoint.json`` (phase and step), each replaced atomically.
+
+    NOTE: resuming a fit from these files is not implemented yet; they keep
+    the latest parameters of an interrupted run for inspection.
+    """
+
+    def __init__(self, directory: str | os.PathLike, every: int):
+        if every < 1:
+            raise ValueError(f"checkpoint interval {every} is invalid: use >= 1 steps")
+        self.directory = Path(directory)
+        self.every = int(every)
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def __call__(self, phase: str, step: int, model) -> None:
+        if step % self.every:
+            return
+        target = self.directory / f"{phase}.eqx"
+        temporary = self.directory / f".{phase}.eqx.tmp"
+        eqx.tree_serialise_leaves(temporary, model)
+        os.replace(temporary, target)
+        state = self.directory / "checkpoint.json"
+        temporary = self.directory / ".checkpoint.json.tmp"
+        temporary.write_text(json.dumps({"phase": phase, "step": step}) + "\n")
+        os.replace(temporary, state)
+
+    def remove(self) -> None:
+        """Delete the checkpoint directory after a successful fit."""
+        shutil.rmtree(self.directory, ignore_errors=True)

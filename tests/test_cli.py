@@ -165,3 +165,7 @@ def test_invalid_arguments_exit_2(argv, capsys):
         main(argv)
     assert exit_info.value.code == 2
     assert "invalid" in capsys.readouterr().err
+
+
+def test_fit_removes_checkpoints_after_success(workflow):
+    assert not (workflow / "model.checkpoint").exists()

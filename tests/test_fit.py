@@ -117,3 +117,33 @@ def test_energy_offset_not_trained(small_fit):
     # The offset is set after training from the exact tile mean, never learned.
     assert eqx.is_array(small_fit.energy.offset)
     assert small_fit.energy.offset.shape == ()
+
+
+def test_joint_fit_writes_checkpoints(tmp_path, small_data):
+    from dcl_prob.model_io import Checkpointer
+
+    config = FitConfig(
+        hidden_size=8,
+        q_steps=50,
+        energy_steps=50,
+        joint=True,
+        joint_steps=50,
+        batch_size=64,
+        n_q_samples=256,
+    )
+    checkpoints = Checkpointer(tmp_path / "ckpt", every=50)
+    result = fit(
+        small_data.spins[:1000],
+        3.0,
+        key=jax.random.key(2),
+        config=config,
+        progress=False,
+        on_chunk=checkpoints,
+    )
+    assert set(result.history) == {"q", "energy", "joint"}
+    joint = result.history["joint"][-1]
+    assert all(np.isfinite(joint[name]) for name in ("nll", "pl", "logvar"))
+    names = {p.name for p in (tmp_path / "ckpt").iterdir()}
+    assert {"q.eqx", "energy.eqx", "joint.eqx", "checkpoint.json"} <= names
+    state = json.loads((tmp_path / "ckpt" / "checkpoint.json").read_text())
+    assert state == {"phase": "joint", "step": 50}
