@@ -1,7 +1,7 @@
 """Fit the autoregressive model q and the extensive energy E to spin data.
 
-``fit`` receives configurations and the training temperature ``T0`` only; it
-never sees a Hamiltonian. It runs two phases:
+``fit`` receives configurations and the training temperature ``T0`` only, never
+a Hamiltonian. It runs two phases:
 
 1. **q by maximum likelihood** on the data.
 2. **E by consistency**: the pseudo-likelihood of the data under
@@ -118,7 +118,7 @@ class FitResult(NamedTuple):
     metrics: dict  # final held-out diagnostics
 
     def distribution(self) -> AutoregressiveSpins:
-        """The fitted q as a NumPyro distribution."""
+        """Return the fitted q as a NumPyro distribution."""
         return AutoregressiveSpins(self.q_net, z2=self.config.q_z2)
 
 
@@ -188,7 +188,9 @@ def fit(
             f"spins of shape {tuple(spins.shape)} are invalid: fit needs (n, L, L)"
         )
     if not (np.isfinite(temperature) and temperature > 0):
-        raise ValueError(f"temperature={temperature!r} is invalid: it must be > 0")
+        raise ValueError(
+            f"temperature={temperature!r} is invalid: it must be finite and > 0"
+        )
     L = spins.shape[-1]
     n_sites = L * L
     T0 = float(temperature)

@@ -42,7 +42,7 @@ class LoadedModel(NamedTuple):
     metrics: dict  # held-out diagnostics of the fit
 
     def distribution(self) -> AutoregressiveSpins:
-        """The fitted q as a NumPyro distribution."""
+        """Return the fitted q as a NumPyro distribution."""
         return AutoregressiveSpins(self.q_net, z2=self.config.q_z2)
 
 

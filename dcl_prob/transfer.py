@@ -50,7 +50,8 @@ def ordered_start(key: jax.Array, n_chains: int, L: int) -> jax.Array:
     """All-up or all-down lattices (sign drawn at random), ``(n_chains, L, L)`` int8.
 
     An ordered start avoids the long-lived domain-wall (stripe) states that a
-    random start falls into below ``T_c``; above ``T_c`` burn-in forgets it.
+    random start falls into below ``T_c``. Above ``T_c`` the burn-in removes
+    its effect.
     """
     signs = jnp.where(jax.random.bernoulli(key, 0.5, (n_chains, 1, 1)), 1, -1)
     return jnp.broadcast_to(signs, (n_chains, L, L)).astype(jnp.int8)

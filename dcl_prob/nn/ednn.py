@@ -132,8 +132,8 @@ class ExtensiveEnergy(eqx.Module):
         key: PRNG key for the initial weights.
     """
 
-    pair_weight: jax.Array  # (P, P) float32; the symmetrised, zero-diagonal part acts
-    field_weight: jax.Array  # (P,) float32; zero and unused when z2
+    pair_weight: jax.Array  # (P, P) float32, used symmetrised with zero diagonal
+    field_weight: jax.Array  # (P,) float32, unused when z2
     layers: list  # [(weight (in, out), bias (out,)), ...] float32
     offset: jax.Array  # () float32, subtracted from every tile energy
     focus: int = eqx.field(static=True)

@@ -1,10 +1,10 @@
 """Autoregressive GRU over lattice sites, and its NumPyro distribution.
 
 The sites of an ``L x L`` lattice are visited in raster (row-major) order:
-site ``k`` is ``(k // L, k % L)``. The conditional of site ``k`` is computed
-from the GRU hidden state after it has read, for every site ``j < k``, the
-nearest neighbours of ``k`` that were already visited (up, left and, across
-the periodic boundary, down and right), plus a learned per-site input. So
+site ``k`` is ``(k // L, k % L)``. At step ``k`` the GRU reads the nearest
+neighbours of site ``k`` that were already visited (up, left and, across the
+periodic boundary, down and right) and a learned per-site input. The
+conditional of site ``k`` is a linear readout of the resulting hidden state, so
 ``log q(s) = sum_k log q(s_k | s_<k)`` is exact and normalized, and ancestral
 sampling draws exact samples.
 """
@@ -49,8 +49,8 @@ class AutoregressiveGRU(eqx.Module):
     """One GRU layer that models ``log q(s)`` of Ising spins on an ``L x L`` torus.
 
     Inputs at step ``k`` are the already visited nearest neighbours of site
-    ``k`` (0 for those not yet visited) and a learned per-site vector, which
-    tells the network where it is on the lattice.
+    ``k`` (0 for those not yet visited) and a learned per-site vector that
+    encodes the position on the lattice.
     """
 
     input_weight: jax.Array  # (4, 3 H) float32, neighbour spins -> gates
@@ -221,7 +221,7 @@ class AutoregressiveSpins(dist.Distribution):
         return log_q.reshape(batch_shape)
 
     def enumerate_support(self, expand=True):
-        """Every configuration of the lattice, for at most 16 sites.
+        """Return every configuration of the lattice, for at most 16 sites.
 
         Returns int8 spins of shape ``(2**N, L, L)`` in binary order: bit ``k``
         of the row index is 1 where site ``k`` is -1.

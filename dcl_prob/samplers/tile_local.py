@@ -3,12 +3,12 @@
 The target is ``p(s) ~ exp(-beta E(s))``. A sweep visits every site once: the
 lattice is split into ``S x S`` interleaved groups of sites whose spacing ``S``
 is at least the tile width ``f + 2c``, so no two sites of a group share a
-tile. All sites of a group are proposed for a flip at once; the energy change
+tile. All sites of a group are proposed for a flip at once. The energy change
 of each flip needs only the tiles that contain that site, whose current
-energies are kept in the state, and because the groups' tiles are disjoint the
-simultaneous updates are independent Metropolis steps. The sweep is a
-systematic scan over the groups, each step of which leaves the target
-invariant.
+energies are kept in the state. Because the tiles of different sites in a
+group are disjoint, the simultaneous updates are independent Metropolis
+steps. The sweep is a systematic scan over the groups, each step of which
+leaves the target invariant.
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ class TileLocalInfo(NamedTuple):
 def group_spacing(L: int, tile_width: int) -> int:
     """Return the smallest divisor of ``L`` that is at least ``tile_width`` (or ``L``).
 
-    Sites of one group are ``S`` apart, so no tile (``tile_width`` wide) holds two.
+    Sites of one group are ``S`` apart, so no tile (``tile_width`` wide)
+    contains two of them.
     """
     for spacing in range(tile_width, L + 1):
         if L % spacing == 0:
