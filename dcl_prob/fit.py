@@ -39,7 +39,7 @@ from dcl_prob.objectives import (
 )
 from dcl_prob.training import train
 
-__all__ = ["FitConfig", "FitResult", "fit", "make_networks"]
+__all__ = ["FitConfig", "FitResult", "fit", "make_networks", "train_q"]
 
 logger = logging.getLogger(__name__)
 
@@ -158,6 +158,43 @@ def _split_validation(spins, fraction, key):
     return spins[order[n_valid:]], spins[order[:n_valid]]
 
 
+def train_q(
+    q_net: AutoregressiveGRU,
+    spins: jax.Array,
+    config: FitConfig,
+    *,
+    key: jax.Array,
+    progress: bool = True,
+    on_chunk: Callable | None = None,
+) -> tuple[AutoregressiveGRU, list]:
+    """Train q by maximum likelihood on spins ``(n, L, L)``.
+
+    Returns:
+        ``(q_net, history)`` with the per-chunk mean negative log-likelihood
+        per spin.
+    """
+    n_sites = spins.shape[-1] * spins.shape[-2]
+
+    def q_loss(net, data, key):
+        batch = _random_batch(key, data, config.batch_size)
+        if config.q_z2:
+            return -jnp.mean(_log_q(net, batch, True)) / n_sites, {}
+        return negative_log_likelihood(net, batch), {}
+
+    return train(
+        q_net,
+        q_loss,
+        spins,
+        config.q_steps,
+        key=key,
+        learning_rate=config.q_learning_rate,
+        chunk_size=config.chunk_size,
+        description="fit q (NLL/spin)",
+        progress=progress,
+        on_chunk=on_chunk,
+    )
+
+
 def fit(
     spins,
     temperature: float,
@@ -207,26 +244,8 @@ def fit(
         return lambda step, model, opt_state, metrics: on_chunk(phase, step, model)
 
     # Phase 1: q by maximum likelihood.
-    def q_loss(net, data, key):
-        batch = _random_batch(key, data, config.batch_size)
-        if config.q_z2:
-            log_q = _log_q(net, batch, True)
-            loss = -jnp.mean(log_q) / n_sites
-        else:
-            loss = negative_log_likelihood(net, batch)
-        return loss, {}
-
-    q_net, history["q"] = train(
-        q_net,
-        q_loss,
-        train_spins,
-        config.q_steps,
-        key=key_q,
-        learning_rate=config.q_learning_rate,
-        chunk_size=config.chunk_size,
-        description="fit q (NLL/spin)",
-        progress=progress,
-        on_chunk=callback("q"),
+    q_net, history["q"] = train_q(
+        q_net, train_spins, config, key=key_q, progress=progress, on_chunk=callback("q")
     )
 
     # Reference pools for the log-variance term; q is frozen in this phase.
