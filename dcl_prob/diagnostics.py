@@ -6,6 +6,9 @@ from ArviZ; this module only arranges the data and collects the numbers.
 
 from __future__ import annotations
 
+import logging
+import math
+import os
 import warnings
 
 import numpy as np
@@ -17,7 +20,15 @@ with warnings.catch_warnings():
     )
     import arviz as az
 
-__all__ = ["chain_jackknife", "summarize_traces", "to_inference_data"]
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "chain_jackknife",
+    "integrated_autocorrelation_time",
+    "plot_diagnostics",
+    "summarize_traces",
+    "to_inference_data",
+]
 
 
 def to_inference_data(
@@ -42,7 +53,9 @@ def summarize_traces(traces: dict) -> dict:
         traces: ``{name: array of shape (chain, draw)}``.
 
     Returns:
-        ``{name: {"mean", "mcse", "rhat", "ess_bulk", "ess_tail"}}`` as floats.
+        ``{name: {"mean", "mcse", "rhat", "ess_bulk", "ess_tail", "tau_int"}}``
+        as floats; ``tau_int`` is in draws (see
+        :func:`integrated_autocorrelation_time`).
     """
     idata = to_inference_data(traces)
     posterior = idata.posterior
@@ -58,8 +71,61 @@ def summarize_traces(traces: dict) -> dict:
             "rhat": float(rhat[name]),
             "ess_bulk": float(ess_bulk[name]),
             "ess_tail": float(ess_tail[name]),
+            "tau_int": posterior[name].size / float(ess_bulk[name]),
         }
     return summary
+
+
+def integrated_autocorrelation_time(trace: np.ndarray) -> float:
+    """Integrated autocorrelation time of a ``(chain, draw)`` trace, in draws.
+
+    Uses ArviZ's convention ``tau = chains * draws / ess_bulk``, so that
+    ``tau = 1`` for independent draws and a sample thinned every ``tau``
+    draws is about as informative as independent draws. A constant trace
+    returns 1.
+    """
+    trace = np.asarray(trace, dtype=np.float64)
+    if trace.ndim != 2:
+        raise ValueError(
+            f"trace of shape {trace.shape} is invalid: expected (chain, draw)"
+        )
+    if np.ptp(trace) == 0:
+        return 1.0
+    ess = float(az.ess(trace, method="bulk"))
+    if not math.isfinite(ess) or ess <= 0:
+        logger.warning(
+            "ArviZ returned ess_bulk=%s for a trace of shape %s; using the "
+            "whole trace length as tau",
+            ess,
+            trace.shape,
+        )
+        return float(trace.shape[1])
+    return trace.size / ess
+
+
+def plot_diagnostics(idata: az.InferenceData, path: str | os.PathLike) -> None:
+    """Save ArviZ trace and rank plots of every variable of ``idata`` to a PNG.
+
+    ``path`` gets the trace plot; the rank plot goes beside it with the suffix
+    ``_rank`` (``trace.png`` and ``trace_rank.png``).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = os.fspath(path)
+    root, extension = os.path.splitext(path)
+    axes = az.plot_trace(idata, compact=True)
+    figure = np.ravel(axes)[0].figure
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    axes = az.plot_rank(idata)
+    figure = np.ravel(axes)[0].figure
+    figure.tight_layout()
+    figure.savefig(f"{root}_rank{extension or '.png'}", dpi=100)
+    plt.close(figure)
 
 
 def chain_jackknife(statistic, *traces: np.ndarray) -> tuple[float, float]:

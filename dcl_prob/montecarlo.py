@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
+from dcl_prob.diagnostics import integrated_autocorrelation_time
 from dcl_prob.hamiltonians import IsingModel
 from dcl_prob.lattice import check_lattice_size
 from dcl_prob.samplers import checkerboard as checkerboard_module
@@ -121,33 +122,6 @@ class SimulationResult(NamedTuple):
             "burn_in": self.burn_in,
             "n_chains": self.n_chains,
         }
-
-
-def integrated_autocorrelation_time(trace: np.ndarray) -> float:
-    """Integrated autocorrelation time of a ``(chain, draw)`` trace, in draws.
-
-    Uses ArviZ's convention ``tau = chains * draws / ess_bulk``, so that
-    ``tau = 1`` for independent draws and a sample thinned every ``tau``
-    draws is about as informative as independent draws. A constant trace
-    returns 1.
-    """
-    trace = np.asarray(trace, dtype=np.float64)
-    if trace.ndim != 2:
-        raise ValueError(
-            f"trace of shape {trace.shape} is invalid: expected (chain, draw)"
-        )
-    if np.ptp(trace) == 0:
-        return 1.0
-    ess = float(az.ess(trace, method="bulk"))
-    if not math.isfinite(ess) or ess <= 0:
-        logger.warning(
-            "ArviZ returned ess_bulk=%s for a trace of shape %s; using the "
-            "whole trace length as tau",
-            ess,
-            trace.shape,
-        )
-        return float(trace.shape[1])
-    return trace.size / ess
 
 
 def _random_spins(key: jax.Array, n_chains: int, L: int) -> jax.Array:
