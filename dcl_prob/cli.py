@@ -13,6 +13,17 @@ __all__ = ["build_parser", "main"]
 logger = logging.getLogger("dcl_prob")
 
 
+class _FORMATTER(argparse.ArgumentDefaultsHelpFormatter):
+    """Show an option's default unless it is None, False or already described."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        hidden = action.default is None or action.default is False
+        if hidden or action.default == argparse.SUPPRESS or "default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -42,10 +53,20 @@ def _lattice_size(text: str) -> int:
     return value
 
 
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("dcl_prob")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser of ``dcl``."""
     parser = argparse.ArgumentParser(
         prog="dcl",
+        formatter_class=_FORMATTER,
         description=(
             "Distribution-consistent learning of lattice spin models: learn a "
             "normalized model q(s) and an energy E(s) from configurations at one "
@@ -53,23 +74,41 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log details")
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {_package_version()}"
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    sim = commands.add_parser("simulate", help="make Monte Carlo data (HDF5)")
-    sim.add_argument("--model", choices=["ising"], default="ising")
+    sim = commands.add_parser(
+        "simulate", formatter_class=_FORMATTER, help="make Monte Carlo data (HDF5)"
+    )
+    sim.add_argument(
+        "--model", choices=["ising"], default="ising", help="lattice model"
+    )
     sim.add_argument("--L", type=_lattice_size, default=16, help="lattice size")
     sim.add_argument("--T", type=_positive_float, default=3.0, help="temperature")
     sim.add_argument("--J", type=float, default=1.0, help="coupling")
     sim.add_argument("--h", type=float, default=0.0, help="external field")
-    sim.add_argument("--samples", type=_positive_int, default=20000)
-    sim.add_argument("--sampler", choices=["wolff", "checkerboard"], default="wolff")
-    sim.add_argument("--chains", type=_positive_int, default=64)
-    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument(
+        "--samples", type=_positive_int, default=20000, help="configurations to store"
+    )
+    sim.add_argument(
+        "--sampler",
+        choices=["wolff", "checkerboard"],
+        default="wolff",
+        help="Wolff cluster flips or checkerboard Metropolis sweeps",
+    )
+    sim.add_argument(
+        "--chains", type=_positive_int, default=64, help="independent chains"
+    )
+    sim.add_argument("--seed", type=int, default=0, help="PRNG seed")
     sim.add_argument("-o", "--output", required=True, help="output HDF5 file")
     sim.add_argument("--force", action="store_true", help="overwrite the output")
 
-    fit_parser = commands.add_parser("fit", help="learn q and E from data")
+    fit_parser = commands.add_parser(
+        "fit", formatter_class=_FORMATTER, help="learn q and E from data"
+    )
     fit_parser.add_argument("data", help="HDF5 or NPZ data set")
     fit_parser.add_argument("-o", "--output", required=True, help="model directory")
     fit_parser.add_argument(
@@ -78,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="spin encoding of the data (default: the file's, else -1/+1)",
     )
-    fit_parser.add_argument("--seed", type=int, default=0)
+    fit_parser.add_argument("--seed", type=int, default=0, help="PRNG seed")
     fit_parser.add_argument(
         "--hidden-size", type=_positive_int, default=64, help="GRU hidden units"
     )
@@ -91,7 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=1500,
         help="consistency steps for E",
     )
-    fit_parser.add_argument("--batch-size", type=_positive_int, default=256)
+    fit_parser.add_argument(
+        "--batch-size", type=_positive_int, default=256, help="configurations per step"
+    )
     fit_parser.add_argument(
         "--lv-weight", type=float, default=0.1, help="weight of the log-variance term"
     )
@@ -112,7 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="overwrite the model directory"
     )
 
-    tr = commands.add_parser("transfer", help="predict observables at other T and L")
+    tr = commands.add_parser(
+        "transfer",
+        formatter_class=_FORMATTER,
+        help="predict observables at other T and L",
+    )
     tr.add_argument("model", help="model directory written by `dcl fit`")
     tr.add_argument(
         "--T", type=_positive_float, nargs="+", required=True, help="temperatures"
@@ -131,14 +176,56 @@ def build_parser() -> argparse.ArgumentParser:
         "--sweeps", type=_positive_int, default=2000, help="recorded sweeps per chain"
     )
     tr.add_argument("--burn-in", type=int, default=500, help="discarded sweeps")
-    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--seed", type=int, default=0, help="PRNG seed")
     tr.add_argument("-o", "--output", default="transfer.json", help="JSON output")
     tr.add_argument("--plot", default=None, help="PNG plot of the curves")
     tr.add_argument("--force", action="store_true", help="overwrite outputs")
 
-    demo = commands.add_parser("demo", help="simulate, fit and transfer (Ising)")
+    val = commands.add_parser(
+        "validate",
+        formatter_class=_FORMATTER,
+        help="check a model with independent samplers and ln Z",
+    )
+    val.add_argument("model", help="model directory written by `dcl fit`")
+    val.add_argument(
+        "--T", type=_positive_float, nargs="+", required=True, help="temperatures"
+    )
+    val.add_argument(
+        "--L",
+        type=_lattice_size,
+        default=None,
+        help="lattice size of the chains and SMC (default: the training size)",
+    )
+    val.add_argument(
+        "--chains",
+        type=_positive_int,
+        default=4,
+        help="chains per sampler and temperature (at least 4)",
+    )
+    val.add_argument(
+        "--sweeps", type=_positive_int, default=2000, help="recorded sweeps per chain"
+    )
+    val.add_argument("--burn-in", type=int, default=500, help="discarded sweeps")
+    val.add_argument(
+        "--is-samples",
+        type=_positive_int,
+        default=20000,
+        help="samples from q for importance sampling",
+    )
+    val.add_argument("--seed", type=int, default=0, help="PRNG seed")
+    val.add_argument(
+        "-o",
+        "--output",
+        default="validation",
+        help="output directory for validate.json and plots",
+    )
+    val.add_argument("--force", action="store_true", help="overwrite outputs")
+
+    demo = commands.add_parser(
+        "demo", formatter_class=_FORMATTER, help="simulate, fit and transfer (Ising)"
+    )
     demo.add_argument("-o", "--output", default="dcl-demo", help="output directory")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--seed", type=int, default=0, help="PRNG seed")
     demo.add_argument("--force", action="store_true", help="overwrite outputs")
     return parser
 
@@ -170,7 +257,9 @@ def _simulate(args) -> None:
     )
     print(
         f"wrote {result.spins.shape[0]} configurations of L={args.L} at T={args.T:g} "
-        f"to {args.output} (tau_int {result.tau_int}, thinned every {result.thin})"
+        f"to {args.output} (integrated autocorrelation time: energy "
+        f"{result.tau_int['energy']:.2f}, |m| {result.tau_int['abs_m']:.2f} steps; "
+        f"thinned every {result.thin})"
     )
 
 
@@ -266,6 +355,64 @@ def _transfer(args) -> None:
     print(f"wrote {args.output}" + (f" and {args.plot}" if args.plot else ""))
 
 
+def _validate(args) -> None:
+    import jax
+
+    from dcl_prob.demo import write_json
+    from dcl_prob.model_io import load_model
+    from dcl_prob.validate import validate
+
+    output = Path(args.output)
+    report_path = output / "validate.json"
+    if report_path.exists() and not args.force:
+        raise FileExistsError(f"{report_path} already exists; pass --force")
+    if args.chains < 4:
+        raise ValueError(f"--chains {args.chains} is invalid: use at least 4")
+    loaded = load_model(args.model)
+    output.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        report = validate(
+            loaded,
+            args.T,
+            key=jax.random.key(args.seed),
+            L=args.L,
+            n_chains=args.chains,
+            n_sweeps=args.sweeps,
+            burn_in=args.burn_in,
+            n_is_samples=args.is_samples,
+            out_dir=output,
+            progress=not args.no_progress,
+        )
+    write_json(report_path, report, overwrite=args.force)
+    imh = report["neural_imh"]
+    print(
+        f"neural IMH at T0={imh['temperature']:g}, L={imh['L']}: acceptance "
+        f"{imh['acceptance_rate']:.3f}"
+    )
+    for row in report["rows"]:
+        local = row["samplers"]["local_metropolis"]
+        tempering = row["samplers"]["replica_exchange"]
+        line = (
+            f"T={row['T']:<6g} e={local['e']['mean']:.4f}±{local['e']['mcse']:.4f} "
+            f"(PT {tempering['e']['mean']:.4f}±{tempering['e']['mcse']:.4f})  "
+            f"|m|={local['abs_m']['mean']:.4f} (PT {tempering['abs_m']['mean']:.4f})"
+            f"  lnZ SMC={row['log_z_smc']['log_z']:.3f}"
+            f"±{row['log_z_smc']['log_z_err']:.3f}"
+        )
+        if "log_z_is" in row:
+            line += (
+                f" IS={row['log_z_is']['log_z']:.3f}±{row['log_z_is']['log_z_err']:.3f}"
+                f" (ESS {row['log_z_is']['ess_fraction']:.1%})"
+            )
+        if "reference" in row:
+            line += f" exact={row['reference']['log_z']:.3f}"
+        print(line)
+    for problem in report["warnings"]:
+        print(f"warning: {problem}", file=sys.stderr)
+    print(f"wrote {report_path} and plots in {output}/")
+
+
 def _demo(args) -> None:
     from dcl_prob.demo import format_table, run_demo
 
@@ -282,10 +429,19 @@ def _demo(args) -> None:
         f"reference MC: {summary['max_abs_m_deviation']:.4f}"
     )
     print(f"timings (s): { {k: round(v, 1) for k, v in summary['timings_s'].items()} }")
-    print(f"outputs in {args.output}/: data.h5 model/ transfer.json transfer.png")
+    print(
+        f"outputs in {args.output}/: data.h5 model/ transfer.json transfer.png "
+        "summary.json"
+    )
 
 
-_COMMANDS = {"simulate": _simulate, "fit": _fit, "transfer": _transfer, "demo": _demo}
+_COMMANDS = {
+    "simulate": _simulate,
+    "fit": _fit,
+    "transfer": _transfer,
+    "validate": _validate,
+    "demo": _demo,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -91,7 +91,7 @@ def integrated_autocorrelation_time(trace: np.ndarray) -> float:
         )
     if np.ptp(trace) == 0:
         return 1.0
-    ess = float(az.ess(trace, method="bulk"))
+    ess = float(np.squeeze(az.ess(trace, method="bulk")))
     if not math.isfinite(ess) or ess <= 0:
         logger.warning(
             "ArviZ returned ess_bulk=%s for a trace of shape %s; using the "

@@ -122,18 +122,36 @@ def effective_coupling(
     return float(np.sum(learned * true) / np.sum(true * true))
 
 
-def ising_energy_network(J: float = 1.0) -> ExtensiveEnergy:
-    """An :class:`ExtensiveEnergy` (focus 2, context 1) that equals the Ising energy.
+def ising_energy_network(
+    J: float = 1.0, focus: int = 2, context: int = 1
+) -> ExtensiveEnergy:
+    """Build an :class:`ExtensiveEnergy` that equals the Ising energy.
 
-    Each tile carries the bonds from its four focus sites to their right and
-    lower neighbours, so every bond of the lattice is counted once. Used to
-    test samplers and transfer against exact results.
+    Each tile carries the bonds from its ``focus x focus`` focus sites to their
+    right and lower neighbours, so every bond of the lattice is counted once
+    for every ``L`` that is a multiple of ``focus``.
+    The neighbours lie inside the tile because ``context >= 1``. With focus 1
+    and context 1 the tiles are 3 x 3, so the network applies to a 3 x 3
+    lattice. The tile perceptron's output weights are zero. Used to test
+    samplers and transfer against exact results.
+
+    Raises:
+        ValueError: if ``focus < 1`` or ``context < 1``.
     """
-    energy = ExtensiveEnergy(focus=2, context=1, z2=True, key=jax.random.key(0))
-    width = 4
+    if focus < 1 or context < 1:
+        raise ValueError(
+            f"focus={focus} and context={context} are invalid: the Ising network "
+            "needs focus >= 1 and context >= 1, so that every focus site's right "
+            "and lower neighbours lie inside its tile"
+        )
+    energy = ExtensiveEnergy(
+        focus=focus, context=context, z2=True, key=jax.random.key(0)
+    )
+    width = focus + 2 * context
+    focus_range = range(context, context + focus)
     pair = np.zeros((width * width, width * width), np.float32)
-    for i in (1, 2):
-        for j in (1, 2):
+    for i in focus_range:
+        for j in focus_range:
             site = i * width + j
             for other in (i * width + j + 1, (i + 1) * width + j):
                 pair[site, other] -= J

@@ -90,6 +90,9 @@ def save_model(
         "metrics": result.metrics,
     }
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)  # mkdtemp makes it private (0o700)
     try:
         (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         eqx.tree_serialise_leaves(staging / "q.eqx", result.q_net)

@@ -261,7 +261,7 @@ def _measure_tau(energy, abs_m):
     tau = {name: integrated_autocorrelation_time(x) for name, x in traces.items()}
     rhat = {}
     for name, trace in traces.items():
-        rhat[name] = 1.0 if np.ptp(trace) == 0 else float(az.rhat(trace))
+        rhat[name] = 1.0 if np.ptp(trace) == 0 else float(np.squeeze(az.rhat(trace)))
     return tau, rhat
 
 
@@ -350,19 +350,13 @@ def simulate(
 
     Raises:
         ValueError: for an unknown sampler or an invalid size, count or
-            temperature, for an odd ``L`` with the checkerboard sampler, and
-            for ``h != 0`` with Wolff.
+            temperature, and for ``h != 0`` with Wolff.
     """
     if sampler not in SAMPLERS:
         raise ValueError(
             f"sampler={sampler!r} is invalid: use one of {sorted(SAMPLERS)}"
         )
     L = check_lattice_size(L)
-    if sampler == "checkerboard" and L % 2:
-        raise ValueError(
-            f"L={L} is invalid for the checkerboard sampler, which needs an even "
-            "L; use an even L or sampler='wolff'"
-        )
     check_temperature(temperature)
     temperature = float(temperature)
     n_samples = _check_count("n_samples", n_samples, 1)

@@ -88,9 +88,17 @@ def plot_transfer(
 
     for ax in axes.ravel():
         if kaufman_J is not None:
-            ax.axvline(exact.ISING_TC * kaufman_J, color="grey", ls=":", lw=1)
+            ax.axvline(
+                exact.ISING_TC * kaufman_J,
+                color="grey",
+                ls=":",
+                lw=1,
+                label="T_c (infinite lattice)",
+            )
         if trained_at:
-            ax.axvline(trained_at["T"], color="black", ls="--", lw=1)
+            ax.axvline(
+                trained_at["T"], color="black", ls="--", lw=1, label="training T0"
+            )
         ax.grid(alpha=0.3)
     for ax in axes[1]:
         ax.set_xlabel("temperature T")

@@ -117,7 +117,6 @@ def test_dataset_attrs_round_trip(wolff_result, tmp_path):
     "kwargs, match",
     [
         (dict(sampler="gibbs"), "sampler='gibbs' is invalid"),
-        (dict(sampler="checkerboard", L=5), "L=5 is invalid"),
         (dict(model=IsingModel(h=0.1)), "h=0.1 is invalid"),
         (dict(temperature=0.0), "temperature=0.0 is invalid"),
         (dict(n_samples=0), "n_samples=0 is invalid"),

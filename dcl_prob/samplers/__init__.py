@@ -5,24 +5,47 @@ the state of one chain from int8 spins of shape ``(L, L)``, and
 ``step(rng_key, state) -> (state, info)`` advances that chain. Use
 ``jax.vmap`` over a leading chain axis to run several chains.
 
-- :func:`checkerboard_metropolis`: one step is one Metropolis sweep over both
-  sublattices; even ``L`` only.
+- :func:`checkerboard_metropolis`, :func:`checkerboard_heat_bath`: one step
+  updates every colour class of a proper colouring of the torus (two colours
+  for even ``L``, three for odd ``L``) for the Ising model.
 - :func:`wolff`: one step is one Wolff cluster flip; any ``L >= 2``, zero
   field only.
+- :func:`single_site_metropolis`: ``blackjax.rmh`` with a one-site flip
+  proposal, for any log density; one step is one proposal.
 - :func:`tile_local_metropolis`: one step is one sweep of local Metropolis on
   a learned :class:`~dcl_prob.nn.ednn.ExtensiveEnergy`, computing each flip's
   energy change from the tiles that contain the site.
+- :func:`replica_exchange`: parallel tempering over a temperature ladder
+  around any of the local kernels.
+- :func:`neural_imh`: ``blackjax.irmh`` with the autoregressive model as
+  independence proposal.
+- :func:`importance_sampling` and :func:`smc_log_z`: ``ln Z`` with an error
+  bar, from samples of q or by tempered SMC from infinite temperature.
 
-The name ``dcl_prob.samplers.wolff`` is the builder function, which hides the
-submodule of the same name. Its kernel is still importable with
-``from dcl_prob.samplers.wolff import build_kernel``.
+The names ``wolff`` and ``replica_exchange`` are builder functions here, which
+hide the submodules of the same names. Import from the submodules directly,
+for example ``from dcl_prob.samplers.wolff import build_kernel``.
 """
 
 from dcl_prob.samplers.checkerboard import (
     CheckerboardInfo,
     CheckerboardState,
+    checkerboard_heat_bath,
     checkerboard_metropolis,
 )
+from dcl_prob.samplers.neural import (
+    ISResult,
+    NeuralIMHPosition,
+    importance_sampling,
+    neural_imh,
+)
+from dcl_prob.samplers.replica_exchange import (
+    ReplicaExchangeInfo,
+    ReplicaExchangeState,
+    replica_exchange,
+)
+from dcl_prob.samplers.single_site import SweepInfo, single_site_metropolis
+from dcl_prob.samplers.smc import SMCResult, smc_log_z, spin_flip_tempered_smc
 from dcl_prob.samplers.tile_local import (
     TileLocalInfo,
     TileLocalState,
@@ -33,11 +56,24 @@ from dcl_prob.samplers.wolff import WolffInfo, WolffState, wolff
 __all__ = [
     "CheckerboardInfo",
     "CheckerboardState",
+    "ISResult",
+    "NeuralIMHPosition",
+    "ReplicaExchangeInfo",
+    "ReplicaExchangeState",
+    "SMCResult",
+    "SweepInfo",
     "TileLocalInfo",
     "TileLocalState",
     "WolffInfo",
     "WolffState",
+    "checkerboard_heat_bath",
     "checkerboard_metropolis",
+    "importance_sampling",
+    "neural_imh",
+    "replica_exchange",
+    "single_site_metropolis",
+    "smc_log_z",
+    "spin_flip_tempered_smc",
     "tile_local_metropolis",
     "wolff",
 ]

@@ -100,8 +100,11 @@ def _group_update(
     old_tile_energies = state.tile_energies[tile_index % n_tiles]
     delta = jnp.sum((new_tile_energies - old_tile_energies) * mask, axis=-1)
 
-    log_u = jnp.log(jax.random.uniform(key, delta.shape))
-    accept = log_u < -beta * delta  # (G,)
+    # A flip with dE = 0 is accepted with probability 1/2, not 1: with a fixed
+    # visiting order, always accepting lets states whose every site has zero
+    # local field cycle forever. Detailed balance holds for any symmetric choice.
+    u = jax.random.uniform(key, delta.shape)
+    accept = jnp.where(delta == 0, u < 0.5, jnp.log(u) < -beta * delta)  # (G,)
 
     flat = flat.at[sites].set(jnp.where(accept, -flat[sites], flat[sites]))
     updated = jnp.where(accept[:, None], new_tile_energies, old_tile_energies)

@@ -1,0 +1,118 @@
+"""``validate`` and ``dcl validate`` on the small fitted 4 x 4 model."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from dcl_prob.cli import main
+from dcl_prob.model_io import load_model, save_model
+from dcl_prob.validate import validate
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, small_fit):
+    path = tmp_path_factory.mktemp("validate") / "model"
+    attrs = {"model": "ising", "J": 1.0, "h": 0.0}
+    return save_model(path, small_fit, data_attrs=attrs)
+
+
+@pytest.fixture(scope="module")
+def report(model_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("validate_out")
+    with pytest.warns(UserWarning, match="ESS"):
+        result = validate(
+            load_model(model_dir),
+            [2.5, 3.0],
+            key=jax.random.key(0),
+            n_chains=4,
+            n_sweeps=100,
+            burn_in=50,
+            n_imh_steps=200,
+            n_is_samples=2000,
+            smc_particles=128,
+            smc_runs=4,
+            out_dir=out,
+        )
+    return result, out
+
+
+def test_report_has_both_samplers(report):
+    result, _ = report
+    assert [row["T"] for row in result["rows"]] == [2.5, 3.0]
+    for row in result["rows"]:
+        assert set(row["samplers"]) == {"local_metropolis", "replica_exchange"}
+        for summary in row["samplers"].values():
+            assert set(summary) == {"e", "abs_m"}
+            assert np.isfinite(summary["e"]["rhat"])
+
+
+def test_log_z_estimates_near_exact(report):
+    # The fitted 4 x 4 energy is close to the Ising energy, and both carry no
+    # constant term, so ln Z per spin agrees with Kaufman to a few percent.
+    result, _ = report
+    for row in result["rows"]:
+        exact = row["reference"]["log_z"]
+        assert abs(row["log_z_smc"]["log_z"] / exact - 1) < 0.03
+        assert abs(row["log_z_is"]["log_z"] / exact - 1) < 0.03
+        assert 0 < row["log_z_is"]["ess_fraction"] <= 1
+
+
+def test_neural_imh_acceptance_reported(report):
+    result, _ = report
+    assert 0.0 < result["neural_imh"]["acceptance_rate"] <= 1.0
+    assert result["neural_imh"]["temperature"] == 3.0
+
+
+def test_short_run_warns_about_ess(report):
+    result, _ = report
+    assert any("ESS" in problem for problem in result["warnings"])
+
+
+def test_plots_written(report):
+    _, out = report
+    for name in ("validation.png", "trace_T2.5.png", "trace_T2.5_rank.png"):
+        assert (out / name).stat().st_size > 5_000
+
+
+def test_cli_validate_rejects_few_chains(model_dir, tmp_path, capsys):
+    status = main(
+        [
+            "--no-progress",
+            "validate",
+            str(model_dir),
+            "--T",
+            "3",
+            "--chains",
+            "2",
+            "-o",
+            str(tmp_path / "v"),
+        ]
+    )
+    assert status == 2
+    assert "at least 4" in capsys.readouterr().err
+
+
+def test_cli_validate_writes_json(model_dir, tmp_path):
+    out = tmp_path / "v"
+    status = main(
+        [
+            "--no-progress",
+            "validate",
+            str(model_dir),
+            "--T",
+            "3",
+            "--sweeps",
+            "50",
+            "--burn-in",
+            "0",
+            "--is-samples",
+            "500",
+            "-o",
+            str(out),
+        ]
+    )
+    assert status == 0
+    payload = json.loads((out / "validate.json").read_text())
+    assert payload["rows"][0]["T"] == 3.0
