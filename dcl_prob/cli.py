@@ -150,6 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
         "removed when the fit succeeds",
     )
     fit_parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted fit from OUTPUT.checkpoint/ (same data, "
+        "options and seed)",
+    )
+    fit_parser.add_argument(
         "--force", action="store_true", help="overwrite the model directory"
     )
 
@@ -264,7 +270,11 @@ def _simulate(args) -> None:
 
 
 def _fit(args) -> None:
+    import hashlib
+    import json
+
     import jax
+    import numpy as np
 
     from dcl_prob.data import load_dataset
     from dcl_prob.fit import FitConfig, fit
@@ -283,16 +293,41 @@ def _fit(args) -> None:
         z2=not args.no_z2,
         joint=args.joint,
     )
+    fingerprint = {
+        "data_sha256": hashlib.sha256(
+            np.ascontiguousarray(data.spins).tobytes()
+        ).hexdigest(),
+        "temperature": float(data.temperature),
+        "fit_config": config.to_dict(),
+        "seed": args.seed,
+    }
     checkpoints = Checkpointer(
-        output.with_name(output.name + ".checkpoint"), args.checkpoint_every
+        output.with_name(output.name + ".checkpoint"),
+        args.checkpoint_every,
+        json.loads(json.dumps(fingerprint)),
     )
+    if checkpoints.exists() and args.resume:
+        checkpoints.check()
+    elif checkpoints.exists() and args.force:
+        checkpoints.remove()
+    elif checkpoints.exists():
+        raise FileExistsError(
+            f"{checkpoints.directory} holds the checkpoint of an interrupted fit; "
+            "pass --resume to continue it or --force to start over"
+        )
+    elif args.resume:
+        print(
+            f"dcl fit: no checkpoint in {checkpoints.directory}; starting from the "
+            "beginning",
+            file=sys.stderr,
+        )
     result = fit(
         data.spins,
         data.temperature,
         key=jax.random.key(args.seed),
         config=config,
         progress=not args.no_progress,
-        on_chunk=checkpoints,
+        checkpoints=checkpoints,
     )
     save_model(output, result, data_attrs=data.attrs, overwrite=args.force)
     checkpoints.remove()

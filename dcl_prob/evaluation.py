@@ -111,8 +111,8 @@ def effective_coupling(
     """Least-squares slope of learned against true single-flip energy changes.
 
     A value of 1 means the learned energy has the true energy scale on these
-    configurations; an error of 1% shifts the learned critical temperature by
-    about 1%.
+    configurations. An error of 1% shifts the learned critical temperature by
+    about 1%, because T_c is proportional to the coupling.
     """
     spins = jnp.asarray(spins)
     learned = np.asarray(

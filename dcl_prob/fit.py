@@ -166,8 +166,11 @@ def train_q(
     key: jax.Array,
     progress: bool = True,
     on_chunk: Callable | None = None,
+    restore: Callable | None = None,
 ) -> tuple[AutoregressiveGRU, list]:
     """Train q by maximum likelihood on spins ``(n, L, L)``.
+
+    ``on_chunk`` and ``restore`` are passed to :func:`dcl_prob.training.train`.
 
     Returns:
         ``(q_net, history)`` with the per-chunk mean negative log-likelihood
@@ -192,6 +195,7 @@ def train_q(
         description="fit q (NLL/spin)",
         progress=progress,
         on_chunk=on_chunk,
+        restore=restore,
     )
 
 
@@ -202,7 +206,7 @@ def fit(
     key: jax.Array,
     config: FitConfig | None = None,
     progress: bool = True,
-    on_chunk: Callable | None = None,
+    checkpoints=None,
 ) -> FitResult:
     """Learn q and E from configurations sampled at one temperature.
 
@@ -212,8 +216,13 @@ def fit(
         key: PRNG key (keyword only).
         config: hyperparameters; defaults to :class:`FitConfig`.
         progress: show progress bars with the losses.
-        on_chunk: ``on_chunk(phase, step, model)`` after every chunk, e.g. to
-            write checkpoints.
+        checkpoints: an object with ``save(phase, step, model, opt_state,
+            last=...)``, called after every chunk of every phase, and
+            ``restore(phase, model, opt_state) -> (step, model, opt_state)``,
+            called when a phase starts, such as
+            :class:`dcl_prob.model_io.Checkpointer`. A fit restored from
+            the checkpoints of an interrupted run with the same data, config
+            and key ends with the same parameters as an uninterrupted run.
 
     Returns:
         A :class:`FitResult`.
@@ -238,14 +247,21 @@ def fit(
     )
     history = {}
 
-    def callback(phase):
-        if on_chunk is None:
-            return None
-        return lambda step, model, opt_state, metrics: on_chunk(phase, step, model)
+    def hooks(phase):
+        if checkpoints is None:
+            return {}
+
+        def save(step, model, opt_state, metrics, last):
+            checkpoints.save(phase, step, model, opt_state, last=last)
+
+        def restore(model, opt_state):
+            return checkpoints.restore(phase, model, opt_state)
+
+        return {"on_chunk": save, "restore": restore}
 
     # Phase 1: q by maximum likelihood.
     q_net, history["q"] = train_q(
-        q_net, train_spins, config, key=key_q, progress=progress, on_chunk=callback("q")
+        q_net, train_spins, config, key=key_q, progress=progress, **hooks("q")
     )
 
     # Reference pools for the log-variance term; q is frozen in this phase.
@@ -294,7 +310,7 @@ def fit(
         chunk_size=config.chunk_size,
         description="fit E (PL + logvar)",
         progress=progress,
-        on_chunk=callback("energy"),
+        **hooks("energy"),
     )
 
     if config.joint:
@@ -306,7 +322,7 @@ def fit(
             config,
             key_joint,
             progress,
-            callback("joint"),
+            hooks("joint"),
         )
 
     energy = fix_energy_offset(energy)
@@ -315,7 +331,7 @@ def fit(
     return FitResult(q_net, energy, T0, config, history, metrics)
 
 
-def _fit_joint(q_net, energy, train_spins, T0, config, key, progress, on_chunk):
+def _fit_joint(q_net, energy, train_spins, T0, config, key, progress, hooks):
     """Train q and E together on likelihood + pseudo-likelihood + log-variance."""
     n_sites = train_spins.shape[-1] ** 2
 
@@ -343,7 +359,7 @@ def _fit_joint(q_net, energy, train_spins, T0, config, key, progress, on_chunk):
         chunk_size=config.chunk_size,
         description="fit q and E jointly",
         progress=progress,
-        on_chunk=on_chunk,
+        **hooks,
     )
     return q_net, energy, history
 

@@ -162,33 +162,93 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
 
 
 class Checkpointer:
-    """Write the networks of a running fit to a directory every ``every`` steps.
+    """Checkpoints of a running fit in one directory, and resuming from them.
 
-    Each phase (``q``, ``energy``, ``joint``) writes ``<phase>.eqx`` and
-    ``checkpoint.json`` (phase and step), each replaced atomically.
+    Every ``every`` steps, and at the end of each phase (``q``, ``energy``,
+    ``joint``), ``save`` writes ``<phase>.eqx`` with the phase's networks and
+    optimizer state, and ``checkpoint.json`` with the step reached in every
+    phase and a fingerprint of the fit (data, temperature, config, seed).
+    Each file is replaced atomically, so a run killed at any moment leaves the
+    last complete checkpoint.
 
-    NOTE: resuming a fit from these files is not implemented yet; they keep
-    the latest parameters of an interrupted run for inspection.
+    Args:
+        directory: the checkpoint directory, created if missing.
+        every: steps between checkpoints.
+        fingerprint: JSON-ready description of the fit; :meth:`check` rejects
+            a resume whose fingerprint differs.
     """
 
-    def __init__(self, directory: str | os.PathLike, every: int):
+    def __init__(self, directory: str | os.PathLike, every: int, fingerprint: dict):
         if every < 1:
             raise ValueError(f"checkpoint interval {every} is invalid: use >= 1 steps")
         self.directory = Path(directory)
         self.every = int(every)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.fingerprint = fingerprint
 
-    def __call__(self, phase: str, step: int, model) -> None:
-        if step % self.every:
+    @property
+    def state_path(self) -> Path:
+        return self.directory / "checkpoint.json"
+
+    def exists(self) -> bool:
+        """Return whether a checkpoint has been written."""
+        return self.state_path.is_file()
+
+    def _state(self) -> dict:
+        if not self.exists():
+            return {"fingerprint": self.fingerprint, "phases": {}}
+        try:
+            return json.loads(self.state_path.read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(
+                f"{self.state_path} is not valid JSON ({error}); delete "
+                f"{self.directory} to start the fit again"
+            ) from None
+
+    def check(self) -> None:
+        """Raise ``ValueError`` if the saved checkpoint belongs to another fit."""
+        saved = self._state().get("fingerprint")
+        if saved != self.fingerprint:
+            changed = sorted(
+                name
+                for name in set(saved or {}) | set(self.fingerprint)
+                if (saved or {}).get(name) != self.fingerprint.get(name)
+            )
+            raise ValueError(
+                f"the checkpoint in {self.directory} is from a different fit "
+                f"(differs in {changed}); rerun with the same data and options, "
+                "or pass --force to start over"
+            )
+
+    def save(self, phase: str, step: int, model, opt_state, *, last: bool) -> None:
+        """Write the phase's model and optimizer state if a checkpoint is due."""
+        if step % self.every and not last:
             return
-        target = self.directory / f"{phase}.eqx"
+        self.directory.mkdir(parents=True, exist_ok=True)
         temporary = self.directory / f".{phase}.eqx.tmp"
-        eqx.tree_serialise_leaves(temporary, model)
-        os.replace(temporary, target)
-        state = self.directory / "checkpoint.json"
+        eqx.tree_serialise_leaves(temporary, (model, opt_state))
+        os.replace(temporary, self.directory / f"{phase}.eqx")
+        state = self._state()
+        state["fingerprint"] = self.fingerprint
+        state["phases"][phase] = {"step": int(step), "finished": bool(last)}
         temporary = self.directory / ".checkpoint.json.tmp"
-        temporary.write_text(json.dumps({"phase": phase, "step": step}) + "\n")
-        os.replace(temporary, state)
+        temporary.write_text(json.dumps(state, indent=2) + "\n")
+        os.replace(temporary, self.state_path)
+
+    def restore(self, phase: str, model, opt_state):
+        """Return ``(step, model, opt_state)`` saved for ``phase``, or step 0."""
+        entry = self._state()["phases"].get(phase)
+        if entry is None:
+            return 0, model, opt_state
+        try:
+            model, opt_state = eqx.tree_deserialise_leaves(
+                self.directory / f"{phase}.eqx", (model, opt_state)
+            )
+        except (ValueError, RuntimeError, OSError, EOFError) as error:
+            raise ValueError(
+                f"checkpoint {self.directory / (phase + '.eqx')} cannot be read "
+                f"({error}); delete {self.directory} to start the fit again"
+            ) from None
+        return int(entry["step"]), model, opt_state
 
     def remove(self) -> None:
         """Delete the checkpoint directory after a successful fit."""

@@ -49,6 +49,7 @@ def train(
     description: str = "train",
     progress: bool = True,
     on_chunk: Callable | None = None,
+    restore: Callable | None = None,
 ):
     """Minimise ``loss_fn(model, data, key) -> (loss, aux)`` with Adam.
 
@@ -62,8 +63,14 @@ def train(
         chunk_size: steps per compiled ``lax.scan`` chunk.
         description: label of the progress bar.
         progress: show a progress bar (never under ``CI``).
-        on_chunk: called as ``on_chunk(step, model, opt_state, metrics)`` after
-            every chunk, for checkpoints.
+        on_chunk: called as ``on_chunk(step, model, opt_state, metrics,
+            last=...)`` after every chunk, for checkpoints; ``last`` is True
+            after the final chunk.
+        restore: called once as ``restore(model, opt_state)`` with the fresh
+            model and optimizer state; returns ``(step, model, opt_state)`` to
+            continue from (``step`` a multiple of ``chunk_size``, 0 to start
+            afresh). Every chunk's key depends only on ``key`` and the chunk
+            index, so a resumed run repeats the uninterrupted one.
 
     Returns:
         ``(model, history)`` where ``history`` is a list of per-chunk dicts of
@@ -76,6 +83,16 @@ def train(
     optimizer = make_optimizer(learning_rate, n_chunks * chunk_size)
     params, static = _trainable(model)
     opt_state = optimizer.init(params)
+    start_chunk = 0
+    if restore is not None:
+        start_step, model, opt_state = restore(model, opt_state)
+        if start_step % chunk_size:
+            raise ValueError(
+                f"cannot resume at step {start_step}: it is not a multiple of the "
+                f"chunk size {chunk_size}"
+            )
+        start_chunk = start_step // chunk_size
+        params, _ = _trainable(model)
 
     @jax.jit
     def run_chunk(params, opt_state, key, data):
@@ -97,13 +114,14 @@ def train(
     history = []
     bar = tqdm(
         total=n_chunks * chunk_size,
+        initial=start_chunk * chunk_size,
         desc=description,
         disable=not progress_enabled(progress),
         leave=False,
     )
     chunk_keys = jax.random.split(key, n_chunks)
     try:
-        for chunk in range(n_chunks):
+        for chunk in range(start_chunk, n_chunks):
             params, opt_state, metrics = run_chunk(
                 params, opt_state, chunk_keys[chunk], data
             )
@@ -119,7 +137,13 @@ def train(
             bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items()})
             logger.debug("%s step %d: %s", description, step, metrics)
             if on_chunk is not None:
-                on_chunk(step, eqx.combine(params, static), opt_state, metrics)
+                on_chunk(
+                    step,
+                    eqx.combine(params, static),
+                    opt_state,
+                    metrics,
+                    last=chunk == n_chunks - 1,
+                )
     finally:
         bar.close()
     return eqx.combine(params, static), history

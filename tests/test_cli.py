@@ -169,3 +169,89 @@ def test_invalid_arguments_exit_2(argv, capsys):
 
 def test_fit_removes_checkpoints_after_success(workflow):
     assert not (workflow / "model.checkpoint").exists()
+
+
+def test_fit_killed_and_resumed_matches_uninterrupted(tmp_path):
+    """A fit killed with SIGKILL and resumed ends with the same parameters."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    data = tmp_path / "data.h5"
+    assert (
+        main(
+            [
+                "--no-progress",
+                "simulate",
+                "--L",
+                "4",
+                "--T",
+                "3",
+                "--samples",
+                "400",
+                "--chains",
+                "8",
+                "-o",
+                str(data),
+            ]
+        )
+        == 0
+    )
+    options = [
+        "--q-steps",
+        "300",
+        "--energy-steps",
+        "300",
+        "--hidden-size",
+        "8",
+        "--checkpoint-every",
+        "50",
+        "--seed",
+        "3",
+    ]
+    command = [sys.executable, "-m", "dcl_prob.cli", "--no-progress", "fit", str(data)]
+    environment = {**os.environ, "CI": "1"}
+    subprocess.run(
+        command + ["-o", str(tmp_path / "whole")] + options,
+        check=True,
+        env=environment,
+        capture_output=True,
+    )
+
+    killed = tmp_path / "resumed"
+    state = tmp_path / "resumed.checkpoint" / "checkpoint.json"
+    process = subprocess.Popen(
+        command + ["-o", str(killed)] + options,
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if state.exists() and '"energy"' in state.read_text():
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "the fit ended before it could be killed"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not killed.exists()
+
+    refused = subprocess.run(
+        command + ["-o", str(killed)] + options,
+        env=environment,
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode == 2
+    assert "--resume" in refused.stderr
+    subprocess.run(
+        command + ["-o", str(killed), "--resume"] + options,
+        check=True,
+        env=environment,
+        capture_output=True,
+    )
+    for name in ("q.eqx", "energy.eqx"):
+        assert (killed / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
+    assert not (tmp_path / "resumed.checkpoint").exists()

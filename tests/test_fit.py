@@ -22,7 +22,7 @@ def test_fit_signature_has_no_hamiltonian():
         "key",
         "config",
         "progress",
-        "on_chunk",
+        "checkpoints",
     }
 
 
@@ -131,14 +131,14 @@ def test_joint_fit_writes_checkpoints(tmp_path, small_data):
         batch_size=64,
         n_q_samples=256,
     )
-    checkpoints = Checkpointer(tmp_path / "ckpt", every=50)
+    checkpoints = Checkpointer(tmp_path / "ckpt", every=50, fingerprint={"a": 1})
     result = fit(
         small_data.spins[:1000],
         3.0,
         key=jax.random.key(2),
         config=config,
         progress=False,
-        on_chunk=checkpoints,
+        checkpoints=checkpoints,
     )
     assert set(result.history) == {"q", "energy", "joint"}
     joint = result.history["joint"][-1]
@@ -146,4 +146,6 @@ def test_joint_fit_writes_checkpoints(tmp_path, small_data):
     names = {p.name for p in (tmp_path / "ckpt").iterdir()}
     assert {"q.eqx", "energy.eqx", "joint.eqx", "checkpoint.json"} <= names
     state = json.loads((tmp_path / "ckpt" / "checkpoint.json").read_text())
-    assert state == {"phase": "joint", "step": 50}
+    assert state["fingerprint"] == {"a": 1}
+    for phase in ("q", "energy", "joint"):
+        assert state["phases"][phase] == {"step": 50, "finished": True}
