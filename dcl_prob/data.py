@@ -241,7 +241,14 @@ def _python_value(value):
 
 
 def _read_hdf5(path: str):
-    with h5py.File(path, "r") as file:
+    try:
+        file = h5py.File(path, "r")
+    except OSError as error:
+        raise ValueError(
+            f"{path} cannot be read as HDF5 ({error}); the file may be truncated "
+            "or corrupt, so write it again"
+        ) from None
+    with file:
         if _SPINS_DATASET not in file:
             raise ValueError(
                 f"{path} has no dataset 'spins'; it contains {sorted(file.keys())}"

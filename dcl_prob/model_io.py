@@ -106,6 +106,16 @@ def save_model(
     return path
 
 
+def _mentions_pickle(error: BaseException) -> bool:
+    """Return whether ``error`` or an exception it was raised from is NumPy's
+    refusal to load a pickled object array."""
+    while error is not None:
+        if "allow_pickle" in str(error):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
 def load_model(path: str | os.PathLike) -> LoadedModel:
     """Read a model directory written by :func:`save_model`.
 
@@ -146,6 +156,12 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
         q_net = eqx.tree_deserialise_leaves(path / "q.eqx", q_like)
         energy = eqx.tree_deserialise_leaves(path / "energy.eqx", energy_like)
     except (ValueError, RuntimeError, OSError, EOFError) as error:
+        if _mentions_pickle(error):
+            raise ValueError(
+                f"the parameters in {path} contain a pickled object array, which "
+                "is rejected because loading it could run code; refit the model "
+                "with `dcl fit`"
+            ) from None
         raise ValueError(
             f"the parameters in {path} do not match its config.json ({error}); "
             "the files may be corrupt or from another model"

@@ -156,3 +156,11 @@ def test_transfer_rejects_bad_temperatures(bad):
 def test_transfer_rejects_size_not_multiple_of_focus():
     with pytest.raises(ValueError, match="multiple of 2"):
         transfer(ising_energy_network(1.0), [2.0], 7, key=jax.random.key(0))
+
+
+def test_transfer_is_deterministic():
+    arguments = dict(n_chains=4, n_sweeps=100, burn_in=100, progress=False)
+    energy = ising_energy_network(1.0)
+    first = transfer(energy, [2.0, 3.0], 8, key=jax.random.key(8), **arguments)
+    second = transfer(energy, [2.0, 3.0], 8, key=jax.random.key(8), **arguments)
+    assert first == second

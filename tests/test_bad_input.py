@@ -1,0 +1,180 @@
+"""Bad input through the command line: each case fails with exit status 2, a
+message that names the problem and the fix, and no output file left behind."""
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from dcl_prob.cli import main
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, small_fit):
+    """Good and bad data files and model directories, made once."""
+    from dcl_prob.model_io import save_model
+
+    root = tmp_path_factory.mktemp("bad")
+    rng = np.random.default_rng(0)
+    spins = np.where(rng.random((50, 4, 4)) < 0.5, 1, -1).astype(np.int8)
+
+    def h5(name, data, **attrs):
+        path = root / name
+        with h5py.File(path, "w") as file:
+            if data is not None:
+                file["spins"] = data
+            for key, value in attrs.items():
+                file.attrs[key] = value
+        return path
+
+    paths = {
+        "good": h5("good.h5", spins, temperature=3.0, model="ising"),
+        "zero_one": h5("zero_one.h5", (spins + 1) // 2, temperature=3.0),
+        "no_spins": h5("no_spins.h5", None, temperature=3.0),
+        "no_temperature": h5("no_temperature.h5", spins),
+        "bad_temperature": h5("bad_temperature.h5", spins, temperature=-2.0),
+        "nan": h5("nan.h5", np.full((5, 4, 4), np.nan), temperature=3.0),
+        "fractional": h5("fractional.h5", np.full((5, 4, 4), 0.5), temperature=3.0),
+        "not_square": h5("not_square.h5", spins[:, :, :2], temperature=3.0),
+        "odd_size": h5("odd.h5", np.ones((5, 5, 5), np.int8), temperature=3.0),
+        "empty": h5("empty.h5", np.ones((0, 4, 4), np.int8), temperature=3.0),
+        "flat": h5("flat.h5", spins.reshape(50, 16), temperature=3.0),
+    }
+    text = root / "notes.txt"
+    text.write_text("not a data set\n")
+    paths["text"] = text
+    truncated = root / "truncated.h5"
+    truncated.write_bytes(paths["good"].read_bytes()[:600])
+    paths["truncated"] = truncated
+    pickled = root / "pickled.npz"
+    np.savez(pickled, spins=np.array([object()], dtype=object), temperature=3.0)
+    paths["pickled"] = pickled
+
+    model = save_model(root / "model", small_fit, data_attrs={"model": "ising"})
+    paths["model"] = model
+    broken = save_model(root / "broken", small_fit)
+    (broken / "energy.eqx").unlink()
+    paths["model_missing_file"] = broken
+    mismatch = save_model(root / "mismatch", small_fit)
+    config = json.loads((mismatch / "config.json").read_text())
+    config["fit_config"]["hidden_size"] += 1
+    (mismatch / "config.json").write_text(json.dumps(config))
+    paths["model_mismatch"] = mismatch
+    version = save_model(root / "version", small_fit)
+    config = json.loads((version / "config.json").read_text())
+    config["format_version"] = 99
+    (version / "config.json").write_text(json.dumps(config))
+    paths["model_version"] = version
+    crafted = save_model(root / "crafted", small_fit)
+    with open(crafted / "energy.eqx", "wb") as handle:
+        # An object array is stored with pickle; loading it would run code.
+        np.save(handle, np.array([object()], dtype=object), allow_pickle=True)
+    paths["model_pickle"] = crafted
+    existing = root / "existing.json"
+    existing.write_text("{}")
+    paths["existing"] = existing
+    return root, paths
+
+
+FIT = ["fit", "--q-steps", "50", "--energy-steps", "50", "--hidden-size", "8"]
+
+# (case id, argv with {name} placeholders, words the error message contains)
+CASES = [
+    ("missing data", FIT + ["{root}/nowhere.h5"], ["not found"]),
+    ("text file", FIT + ["{text}"], ["neither an HDF5 nor an NPZ"]),
+    ("truncated hdf5", FIT + ["{truncated}"], ["truncated"]),
+    ("no spins", FIT + ["{no_spins}"], ["no dataset 'spins'"]),
+    ("no temperature", FIT + ["{no_temperature}"], ["no temperature"]),
+    ("negative temperature", FIT + ["{bad_temperature}"], ["temperature", "positive"]),
+    ("zero one spins", FIT + ["{zero_one}"], ["--encoding 01"]),
+    ("nan spins", FIT + ["{nan}"], ["NaN"]),
+    ("fractional spins", FIT + ["{fractional}"], ["non-integer"]),
+    ("not square", FIT + ["{not_square}"], ["not", "square"]),
+    ("L not multiple of focus", FIT + ["{odd_size}"], ["multiple of 2"]),
+    ("empty data", FIT + ["{empty}"], ["empty"]),
+    ("flattened lattice", FIT + ["{flat}"], ["reshape(-1, 4, 4)"]),
+    ("pickled npz", FIT + ["{pickled}"], ["pickle"]),
+    ("model exists", FIT + ["{good}", "-o", "{model}"], ["--force"]),
+    ("missing model", ["transfer", "{root}/none", "--T", "2"], ["not found"]),
+    (
+        "model file missing",
+        ["transfer", "{model_missing_file}", "--T", "2"],
+        ["missing", "energy.eqx"],
+    ),
+    ("model mismatch", ["transfer", "{model_mismatch}", "--T", "2"], ["do not match"]),
+    ("model version", ["transfer", "{model_version}", "--T", "2"], ["format_version"]),
+    (
+        "model with pickle",
+        ["transfer", "{model_pickle}", "--T", "2"],
+        ["pickled", "rejected"],
+    ),
+    (
+        "transfer output exists",
+        ["transfer", "{model}", "--T", "2", "-o", "{existing}"],
+        ["--force"],
+    ),
+    (
+        "transfer L not multiple",
+        ["transfer", "{model}", "--T", "2", "--L", "7"],
+        ["multiple of 2"],
+    ),
+    (
+        "validate few chains",
+        ["validate", "{model}", "--T", "2", "--chains", "2"],
+        ["at least 4"],
+    ),
+    (
+        "simulate output exists",
+        ["simulate", "--L", "4", "-o", "{existing}"],
+        ["--force"],
+    ),
+    (
+        "wolff with field",
+        ["simulate", "--L", "4", "--h", "0.5", "-o", "{root}/field.h5"],
+        ["h=0.5"],
+    ),
+]
+
+ARGPARSE_CASES = [
+    ("zero temperature", ["simulate", "--T", "0", "-o", "x.h5"], "--T"),
+    ("lattice size one", ["simulate", "--L", "1", "-o", "x.h5"], "--L"),
+    ("no samples", ["simulate", "--samples", "0", "-o", "x.h5"], "--samples"),
+    ("nan temperature", ["transfer", "m", "--T", "nan"], "--T"),
+    ("unknown model", ["simulate", "--model", "xy", "-o", "x.h5"], "--model"),
+]
+
+
+@pytest.mark.parametrize(
+    "argv, words", [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_bad_input_is_reported(files, tmp_path, capsys, argv, words):
+    root, paths = files
+    names = {"root": root, **paths}
+    argv = [part.format(**names) for part in argv]
+    if argv[0] == "fit" and "-o" not in argv:
+        argv += ["-o", str(tmp_path / "model")]
+    if argv[0] in ("transfer", "validate") and "-o" not in argv:
+        argv += ["-o", str(tmp_path / "out")]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    status = main(["--no-progress"] + argv)
+    message = capsys.readouterr().err
+    assert status == 2, message
+    assert "Traceback" not in message
+    for word in words:
+        assert word in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+@pytest.mark.parametrize(
+    "argv, option", [c[1:] for c in ARGPARSE_CASES], ids=[c[0] for c in ARGPARSE_CASES]
+)
+def test_bad_arguments_exit_2(capsys, argv, option):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert option in capsys.readouterr().err
+
+
+def test_case_table_is_large_enough():
+    assert len(CASES) + len(ARGPARSE_CASES) >= 20
