@@ -189,6 +189,10 @@ class AutoregressiveSpins(dist.Distribution):
     support = constraints.independent(spin_support, 2)
     arg_constraints = {}
     has_enumerate_support = True
+    # Samples are discrete, so no gradient flows through them. NumPyro's default
+    # ``has_rsample`` (0.22) is True for a distribution without arg_constraints, which
+    # would make ``TraceGraph_ELBO`` drop the score-function term of a guide site.
+    has_rsample = False
     pytree_data_fields = ("net",)
     pytree_aux_fields = ("z2",)
 
