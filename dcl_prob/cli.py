@@ -134,6 +134,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-size", type=_positive_int, default=256, help="configurations per step"
     )
     fit_parser.add_argument(
+        "--q-learning-rate",
+        type=_positive_float,
+        default=3e-3,
+        help="peak Adam learning rate of q",
+    )
+    fit_parser.add_argument(
+        "--energy-learning-rate",
+        type=_positive_float,
+        default=3e-3,
+        help="peak Adam learning rate of E",
+    )
+    fit_parser.add_argument(
         "--lv-weight", type=float, default=0.1, help="weight of the log-variance term"
     )
     fit_parser.add_argument(
@@ -227,6 +239,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     val.add_argument("--force", action="store_true", help="overwrite outputs")
 
+    ann = commands.add_parser(
+        "anneal",
+        formatter_class=_FORMATTER,
+        help="retrain q variationally against the learned energy at other T",
+    )
+    ann.add_argument("model", help="model directory written by `dcl fit`")
+    ann.add_argument(
+        "--T", type=_positive_float, nargs="+", required=True, help="temperatures"
+    )
+    ann.add_argument(
+        "--steps", type=_positive_int, default=2000, help="optimisation steps per T"
+    )
+    ann.add_argument(
+        "--batch-size", type=_positive_int, default=1024, help="samples of q per step"
+    )
+    ann.add_argument(
+        "--learning-rate", type=_positive_float, default=1e-3, help="peak Adam rate"
+    )
+    ann.add_argument(
+        "--z2", action="store_true", help="symmetrise q under the global spin flip"
+    )
+    ann.add_argument("--seed", type=int, default=0, help="PRNG seed")
+    ann.add_argument(
+        "-o", "--output", default="anneal.json", help="JSON output with F_q per T"
+    )
+    ann.add_argument("--force", action="store_true", help="overwrite the output")
+
     demo = commands.add_parser(
         "demo", formatter_class=_FORMATTER, help="simulate, fit and transfer (Ising)"
     )
@@ -290,6 +329,8 @@ def _fit(args) -> None:
         energy_steps=args.energy_steps,
         batch_size=args.batch_size,
         lv_weight=args.lv_weight,
+        q_learning_rate=args.q_learning_rate,
+        energy_learning_rate=args.energy_learning_rate,
         z2=not args.no_z2,
         joint=args.joint,
     )
@@ -448,6 +489,71 @@ def _validate(args) -> None:
     print(f"wrote {report_path} and plots in {output}/")
 
 
+def _anneal(args) -> None:
+    import jax
+
+    from dcl_prob import exact
+    from dcl_prob.demo import write_json
+    from dcl_prob.model_io import load_model
+    from dcl_prob.variational import anneal
+
+    if Path(args.output).exists() and not args.force:
+        raise FileExistsError(f"{args.output} already exists; pass --force")
+    loaded = load_model(args.model)
+    attrs = loaded.data_attrs
+    exact_J = None
+    if attrs.get("model") == "ising" and float(attrs.get("h", 0.0)) == 0.0:
+        exact_J = float(attrs.get("J", 1.0))
+    rows = []
+    keys = jax.random.split(jax.random.key(args.seed), len(args.T))
+    for T, key in zip(args.T, keys):
+        # Each temperature starts from the q fitted at T0 (a warm start).
+        result = anneal(
+            loaded.q_net,
+            loaded.energy,
+            T,
+            key=key,
+            n_steps=args.steps,
+            batch_size=args.batch_size,
+            learning_rate=args.learning_rate,
+            z2=args.z2,
+            progress=not args.no_progress,
+        )
+        row = {
+            "T": T,
+            "L": loaded.L,
+            "free_energy": result.free_energy,
+            "free_energy_err": result.free_energy_error,
+            "e": result.energy,
+            "e_err": result.energy_error,
+            "entropy": result.entropy,
+            "entropy_err": result.entropy_error,
+        }
+        if exact_J is not None:
+            # For comparison only: the learned energy approximates this model.
+            row["reference"] = {
+                "source": "Kaufman exact finite-lattice solution",
+                "free_energy": float(exact.kaufman(loaded.L, T, exact_J).free_energy),
+            }
+        rows.append(row)
+        print(
+            f"T={T:<6g} F_q={result.free_energy:.5f}±{result.free_energy_error:.5f}"
+            f"  e={result.energy:.4f}±{result.energy_error:.4f}"
+            f"  s={result.entropy:.4f}±{result.entropy_error:.4f}"
+            + (
+                f"  (exact f of the true model {row['reference']['free_energy']:.5f})"
+                if "reference" in row
+                else ""
+            )
+        )
+    payload = {
+        "model_trained_at": {"T": loaded.temperature, "L": loaded.L},
+        "rows": rows,
+    }
+    write_json(args.output, payload, overwrite=args.force)
+    print(f"wrote {args.output}")
+
+
 def _demo(args) -> None:
     from dcl_prob.demo import format_table, run_demo
 
@@ -475,6 +581,7 @@ _COMMANDS = {
     "fit": _fit,
     "transfer": _transfer,
     "validate": _validate,
+    "anneal": _anneal,
     "demo": _demo,
 }
 
@@ -494,6 +601,15 @@ def main(argv: list[str] | None = None) -> int:
         _COMMANDS[args.command](args)
     except (ValueError, FileExistsError, FileNotFoundError, OSError) as error:
         print(f"dcl {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except FloatingPointError as error:
+        print(
+            f"dcl {args.command}: error: {error}. The last checkpoint before the "
+            "failure is kept in OUTPUT.checkpoint/; the fit is deterministic, so "
+            "rerun with --force and a lower --q-learning-rate or "
+            "--energy-learning-rate",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print(f"dcl {args.command}: interrupted", file=sys.stderr)

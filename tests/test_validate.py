@@ -116,3 +116,29 @@ def test_cli_validate_writes_json(model_dir, tmp_path):
     assert status == 0
     payload = json.loads((out / "validate.json").read_text())
     assert payload["rows"][0]["T"] == 3.0
+
+
+def test_cli_anneal_writes_free_energies(model_dir, tmp_path):
+    out = tmp_path / "anneal.json"
+    status = main(
+        [
+            "--no-progress",
+            "anneal",
+            str(model_dir),
+            "--T",
+            "2.5",
+            "--steps",
+            "50",
+            "--batch-size",
+            "64",
+            "-o",
+            str(out),
+        ]
+    )
+    assert status == 0
+    row = json.loads(out.read_text())["rows"][0]
+    assert row["T"] == 2.5
+    # F_q is an upper bound on the free energy of the learned model, which is
+    # close to the Ising model here; ln 2 per spin bounds the entropy.
+    assert row["free_energy"] > row["reference"]["free_energy"] - 0.05
+    assert 0 < row["entropy"] < np.log(2)
