@@ -362,14 +362,21 @@ def _fit(args) -> None:
             "beginning",
             file=sys.stderr,
         )
-    result = fit(
-        data.spins,
-        data.temperature,
-        key=jax.random.key(args.seed),
-        config=config,
-        progress=not args.no_progress,
-        checkpoints=checkpoints,
-    )
+    try:
+        result = fit(
+            data.spins,
+            data.temperature,
+            key=jax.random.key(args.seed),
+            config=config,
+            progress=not args.no_progress,
+            checkpoints=checkpoints,
+        )
+    except FloatingPointError as error:
+        raise FloatingPointError(
+            f"{error}. The last checkpoint before the failure is kept in "
+            f"{checkpoints.directory}; the fit is deterministic, so rerun with "
+            "--force and a lower --q-learning-rate or --energy-learning-rate"
+        ) from None
     save_model(output, result, data_attrs=data.attrs, overwrite=args.force)
     checkpoints.remove()
     print(f"wrote model to {output}: {result.metrics}")
@@ -603,13 +610,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dcl {args.command}: error: {error}", file=sys.stderr)
         return 2
     except FloatingPointError as error:
-        print(
-            f"dcl {args.command}: error: {error}. The last checkpoint before the "
-            "failure is kept in OUTPUT.checkpoint/; the fit is deterministic, so "
-            "rerun with --force and a lower --q-learning-rate or "
-            "--energy-learning-rate",
-            file=sys.stderr,
-        )
+        print(f"dcl {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"dcl {args.command}: interrupted", file=sys.stderr)

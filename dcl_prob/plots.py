@@ -109,5 +109,11 @@ def plot_transfer(
         title += f" (trained at T0={trained_at['T']:g}, L={trained_at['L']})"
     figure.suptitle(title)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    # Written to a temporary file first, so a failed run never leaves half a PNG.
+    path = os.fspath(path)
+    temporary = os.path.join(
+        os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.tmp"
+    )
+    figure.savefig(temporary, dpi=120, format="png")
     plt.close(figure)
+    os.replace(temporary, path)

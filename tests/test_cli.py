@@ -255,3 +255,32 @@ def test_fit_killed_and_resumed_matches_uninterrupted(tmp_path):
     for name in ("q.eqx", "energy.eqx"):
         assert (killed / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
     assert not (tmp_path / "resumed.checkpoint").exists()
+
+
+def test_fit_stops_on_non_finite_loss(workflow, tmp_path, capsys):
+    model = tmp_path / "model"
+    status = main(
+        [
+            "--no-progress",
+            "fit",
+            str(workflow / "data.h5"),
+            "-o",
+            str(model),
+            "--q-steps",
+            "100",
+            "--energy-steps",
+            "100",
+            "--hidden-size",
+            "8",
+            "--q-learning-rate",
+            "1e12",
+            "--checkpoint-every",
+            "50",
+        ]
+    )
+    message = capsys.readouterr().err
+    assert status == 2
+    assert "the loss became" in message
+    assert "model.checkpoint" in message
+    assert (tmp_path / "model.checkpoint" / "checkpoint.json").exists()
+    assert not model.exists()
