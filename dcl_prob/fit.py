@@ -233,6 +233,15 @@ def fit(
         raise ValueError(
             f"spins of shape {tuple(spins.shape)} are invalid: fit needs (n, L, L)"
         )
+    values = np.unique(np.asarray(spins))
+    if not np.isin(values, (-1, 1)).all():
+        hint = ""
+        if np.isin(values, (0, 1)).all():
+            hint = "; for 0/1 data pass 2 * spins - 1 (or --encoding 01)"
+        raise ValueError(
+            f"spins contain the values {values[:10].tolist()}, which are not Ising "
+            f"spins -1/+1{hint}"
+        )
     if not (np.isfinite(temperature) and temperature > 0):
         raise ValueError(
             f"temperature={temperature!r} is invalid: it must be finite and > 0"

@@ -95,6 +95,8 @@ def test_load_rejects_missing_directory(tmp_path):
         (np.ones((10, 4, 5), np.int8), 3.0, "\\(n, L, L\\)"),
         (np.ones((10, 4, 4), np.int8), 0.0, "temperature"),
         (np.ones((10, 5, 5), np.int8), 3.0, "multiple of 2"),
+        (np.zeros((10, 4, 4), np.int8), 3.0, "2 \\* spins - 1"),
+        (np.full((10, 4, 4), 2, np.int8), 3.0, "not Ising spins"),
     ],
 )
 def test_fit_rejects_bad_input(spins, temperature, message):
