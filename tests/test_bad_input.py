@@ -178,3 +178,72 @@ def test_bad_arguments_exit_2(capsys, argv, option):
 
 def test_case_table_is_large_enough():
     assert len(CASES) + len(ARGPARSE_CASES) >= 20
+
+
+def _load_data(path):
+    from dcl_prob.data import load_dataset
+
+    return load_dataset(path)
+
+
+def _load_model(path):
+    from dcl_prob.model_io import load_model
+
+    return load_model(path)
+
+
+def _transfer_size(path, L):
+    import jax
+
+    from dcl_prob.model_io import load_model
+    from dcl_prob.transfer import transfer
+
+    return transfer(load_model(path).energy, [2.0], L, key=jax.random.key(0))
+
+
+# (case id, function, argument name in `files` or a literal, error type, words)
+LIBRARY_CASES = [
+    ("missing data", _load_data, "{root}/nowhere.h5", FileNotFoundError, ["not found"]),
+    ("text file", _load_data, "{text}", ValueError, ["neither an HDF5"]),
+    ("truncated hdf5", _load_data, "{truncated}", ValueError, ["truncated"]),
+    ("no spins", _load_data, "{no_spins}", ValueError, ["no dataset 'spins'"]),
+    ("no temperature", _load_data, "{no_temperature}", ValueError, ["no temperature"]),
+    ("negative temperature", _load_data, "{bad_temperature}", ValueError, ["positive"]),
+    ("zero one spins", _load_data, "{zero_one}", ValueError, ["--encoding 01"]),
+    ("nan spins", _load_data, "{nan}", ValueError, ["NaN"]),
+    ("fractional spins", _load_data, "{fractional}", ValueError, ["non-integer"]),
+    ("not square", _load_data, "{not_square}", ValueError, ["square"]),
+    ("empty data", _load_data, "{empty}", ValueError, ["empty"]),
+    ("flattened lattice", _load_data, "{flat}", ValueError, ["reshape(-1, 4, 4)"]),
+    ("pickled npz", _load_data, "{pickled}", ValueError, ["pickle"]),
+    ("missing model", _load_model, "{root}/none", FileNotFoundError, ["not found"]),
+    (
+        "model file missing",
+        _load_model,
+        "{model_missing_file}",
+        FileNotFoundError,
+        ["energy.eqx"],
+    ),
+    ("model mismatch", _load_model, "{model_mismatch}", ValueError, ["do not match"]),
+    ("model version", _load_model, "{model_version}", ValueError, ["format_version"]),
+    ("model with pickle", _load_model, "{model_pickle}", ValueError, ["pickled"]),
+]
+
+
+@pytest.mark.parametrize(
+    "function, argument, error, words",
+    [case[1:] for case in LIBRARY_CASES],
+    ids=[case[0] for case in LIBRARY_CASES],
+)
+def test_library_raises_named_error(files, function, argument, error, words):
+    root, paths = files
+    with pytest.raises(error) as info:
+        function(argument.format(root=root, **paths))
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_library_transfer_rejects_size(files):
+    _, paths = files
+    with pytest.raises(ValueError, match="multiple of 2"):
+        _transfer_size(paths["model"], 7)
