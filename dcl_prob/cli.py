@@ -447,8 +447,11 @@ def _validate(args) -> None:
 
     output = Path(args.output)
     report_path = output / "validate.json"
-    if report_path.exists() and not args.force:
-        raise FileExistsError(f"{report_path} already exists; pass --force")
+    if output.is_dir() and any(output.iterdir()) and not args.force:
+        raise FileExistsError(
+            f"output directory {output} is not empty; pass --force to replace "
+            "its files or choose another -o"
+        )
     if args.chains < 4:
         raise ValueError(f"--chains {args.chains} is invalid: use at least 4")
     loaded = load_model(args.model)

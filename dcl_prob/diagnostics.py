@@ -109,23 +109,18 @@ def plot_diagnostics(idata: az.InferenceData, path: str | os.PathLike) -> None:
     ``path`` gets the trace plot; the rank plot goes beside it with the suffix
     ``_rank`` (``trace.png`` and ``trace_rank.png``).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from dcl_prob.plots import save_figure
 
     path = os.fspath(path)
     root, extension = os.path.splitext(path)
     axes = az.plot_trace(idata, compact=True)
     figure = np.ravel(axes)[0].figure
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    save_figure(figure, path, dpi=100)
     axes = az.plot_rank(idata)
     figure = np.ravel(axes)[0].figure
     figure.tight_layout()
-    figure.savefig(f"{root}_rank{extension or '.png'}", dpi=100)
-    plt.close(figure)
+    save_figure(figure, f"{root}_rank{extension or '.png'}", dpi=100)
 
 
 def chain_jackknife(statistic, *traces: np.ndarray) -> tuple[float, float]:

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from dcl_prob import exact  # noqa: E402
 
-__all__ = ["plot_transfer"]
+__all__ = ["plot_transfer", "save_figure"]
 
 _PANELS = (
     ("e", "energy per spin e"),
@@ -20,6 +20,22 @@ _PANELS = (
     ("abs_m", "|m|"),
     ("chi", "susceptibility per spin chi"),
 )
+
+
+def save_figure(figure, path: str | os.PathLike, *, dpi: int = 120) -> None:
+    """Save ``figure`` as a PNG atomically (temporary file, then rename) and close it.
+
+    A failed run therefore never leaves half a PNG at ``path``.
+    """
+    path = os.fspath(path)
+    temporary = os.path.join(
+        os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.tmp"
+    )
+    try:
+        figure.savefig(temporary, dpi=dpi, format="png")
+    finally:
+        plt.close(figure)
+    os.replace(temporary, path)
 
 
 def plot_transfer(
@@ -109,11 +125,4 @@ def plot_transfer(
         title += f" (trained at T0={trained_at['T']:g}, L={trained_at['L']})"
     figure.suptitle(title)
     figure.tight_layout()
-    # Written to a temporary file first, so a failed run never leaves half a PNG.
-    path = os.fspath(path)
-    temporary = os.path.join(
-        os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.tmp"
-    )
-    figure.savefig(temporary, dpi=120, format="png")
-    plt.close(figure)
-    os.replace(temporary, path)
+    save_figure(figure, path)

@@ -303,10 +303,8 @@ def validate(
 
 def _plot_validation(report: dict, path: Path) -> None:
     """Plot e, |m| of both samplers and ln Z per spin of SMC and IS against T."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # dcl_prob.plots selects the non-interactive Agg backend before pyplot loads.
+    from dcl_prob.plots import plt, save_figure
 
     rows = report["rows"]
     T = np.array([row["T"] for row in rows])
@@ -352,5 +350,4 @@ def _plot_validation(report: dict, path: Path) -> None:
         ax.grid(alpha=0.3)
     figure.suptitle(f"Validation of the learned energy, L={report['L']}")
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    save_figure(figure, path, dpi=110)

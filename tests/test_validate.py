@@ -142,3 +142,15 @@ def test_cli_anneal_writes_free_energies(model_dir, tmp_path):
     # close to the Ising model here; ln 2 per spin bounds the entropy.
     assert row["free_energy"] > row["reference"]["free_energy"] - 0.05
     assert 0 < row["entropy"] < np.log(2)
+
+
+def test_cli_validate_refuses_non_empty_output(model_dir, tmp_path, capsys):
+    out = tmp_path / "v"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    status = main(
+        ["--no-progress", "validate", str(model_dir), "--T", "3", "-o", str(out)]
+    )
+    assert status == 2
+    assert "--force" in capsys.readouterr().err
+    assert (out / "notes.txt").read_text() == "keep me"
