@@ -61,6 +61,9 @@ class FitConfig:
         energy_steps: optimisation steps of the energy phase.
         energy_learning_rate: peak Adam learning rate of E.
         lv_weight: weight of the log-variance term against the pseudo-likelihood.
+            NOTE: with the default 0.1 the demo's energy came out 0.3-0.9 % too
+            strong on single flips, most at low T; 0 gave 0.2-0.4 % in one
+            comparison on the same data. The best weight is not settled.
         reference_fractions: shares of data, q samples and uniformly random
             configurations in each log-variance batch.
         n_q_samples: size of the pool of q samples used as reference set.
