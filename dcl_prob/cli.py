@@ -353,7 +353,7 @@ def _fit(args) -> None:
         checkpoints.remove()
     elif checkpoints.exists():
         raise FileExistsError(
-            f"{checkpoints.directory} holds the checkpoint of an interrupted fit; "
+            f"{checkpoints.directory} contains the checkpoint of an interrupted fit; "
             "pass --resume to continue it or --force to start over"
         )
     elif args.resume:
