@@ -67,9 +67,9 @@ def train(
             last=...)`` after every chunk, for checkpoints; ``last`` is True
             after the final chunk.
         restore: called once as ``restore(model, opt_state)`` with the fresh
-            model and optimizer state; returns ``(step, model, opt_state)`` to
-            continue from (``step`` a multiple of ``chunk_size``, 0 to start
-            afresh). Every chunk's key depends only on ``key`` and the chunk
+            model and optimizer state. It returns ``(step, model, opt_state)``
+            to continue from, where ``step`` is a multiple of ``chunk_size``
+            (0 to start afresh). Every chunk's key depends only on ``key`` and the chunk
             index, so a resumed run repeats the uninterrupted one.
 
     Returns:

@@ -28,7 +28,13 @@ from dcl_prob.nn.ednn import ExtensiveEnergy
 from dcl_prob.samplers import tile_local
 from dcl_prob.training import progress_enabled
 
-__all__ = ["check_temperatures", "observables_from_traces", "run_chains", "transfer"]
+__all__ = [
+    "check_temperatures",
+    "observables_from_traces",
+    "run_chains",
+    "run_tile_chains",
+    "transfer",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -160,6 +166,50 @@ def observables_from_traces(energy: np.ndarray, m: np.ndarray, T: float, n_sites
     }
 
 
+def run_tile_chains(
+    energy: ExtensiveEnergy,
+    L: int,
+    temperatures: np.ndarray,
+    *,
+    key: jax.Array,
+    n_chains: int,
+    n_sweeps: int,
+    burn_in: int,
+    description: str,
+    progress: bool = True,
+) -> dict:
+    """Run tile-local Metropolis from ordered starts at every temperature at once.
+
+    Returns:
+        ``{"e", "m", "acceptance_rate"}`` traces of shape
+        ``(temperatures.size * n_chains, draws)``; chains ``k * n_chains`` to
+        ``(k + 1) * n_chains - 1`` run at ``temperatures[k]``. ``e`` and ``m``
+        are per spin.
+    """
+    kernel = tile_local.build_kernel(energy, L)
+    key_init, key_run = jax.random.split(key)
+    spins = ordered_start(key_init, n_chains * temperatures.size, L)
+    states = jax.jit(jax.vmap(lambda s: tile_local.init(s, energy)))(spins)
+    betas = jnp.asarray(np.repeat(1.0 / temperatures, n_chains), jnp.float32)
+
+    def observe(states):
+        m = jnp.mean(states.spins.astype(jnp.float32), axis=(-2, -1))
+        return {"e": states.energy / (L * L), "m": m}
+
+    traces, _ = run_chains(
+        kernel,
+        states,
+        betas,
+        observe,
+        key=key_run,
+        n_sweeps=n_sweeps,
+        burn_in=burn_in,
+        description=description,
+        progress=progress,
+    )
+    return traces
+
+
 def transfer(
     energy: ExtensiveEnergy,
     temperatures: Sequence[float],
@@ -191,24 +241,13 @@ def transfer(
     if n_chains < 2:
         raise ValueError(f"n_chains={n_chains} is invalid: R-hat needs at least 2")
     energy.geometry(L)  # raises a clear error if L does not fit the tiles
-    kernel = tile_local.build_kernel(energy, L)
-    n_total = n_chains * temperatures.size
-    key_init, key_run = jax.random.split(key)
-    spins = ordered_start(key_init, n_total, L)
-    states = jax.jit(jax.vmap(lambda s: tile_local.init(s, energy)))(spins)
-    betas = jnp.asarray(np.repeat(1.0 / temperatures, n_chains), jnp.float32)
     n_sites = L * L
-
-    def observe(states):
-        m = jnp.mean(states.spins.astype(jnp.float32), axis=(-2, -1))
-        return {"e": states.energy / n_sites, "m": m}
-
-    traces, _ = run_chains(
-        kernel,
-        states,
-        betas,
-        observe,
-        key=key_run,
+    traces = run_tile_chains(
+        energy,
+        L,
+        temperatures,
+        key=key,
+        n_chains=n_chains,
         n_sweeps=n_sweeps,
         burn_in=burn_in,
         description=f"transfer L={L}",

@@ -34,7 +34,11 @@ from dcl_prob.model_io import LoadedModel
 from dcl_prob.samplers import neural, smc, tile_local
 from dcl_prob.samplers.replica_exchange import replica_exchange
 from dcl_prob.training import progress_enabled
-from dcl_prob.transfer import check_temperatures, ordered_start, run_chains
+from dcl_prob.transfer import (
+    check_temperatures,
+    ordered_start,
+    run_tile_chains,
+)
 
 __all__ = ["RHAT_LIMIT", "ESS_LIMIT", "validate"]
 
@@ -58,22 +62,12 @@ def _local_metropolis(
     energy, L, temperatures, n_chains, n_sweeps, burn_in, key, progress
 ):
     """Traces ``(T, chain, draw)`` of e and m from tile-local Metropolis."""
-    kernel = tile_local.build_kernel(energy, L)
-    key_init, key_run = jax.random.split(key)
-    spins = ordered_start(key_init, n_chains * temperatures.size, L)
-    states = jax.jit(jax.vmap(lambda s: tile_local.init(s, energy)))(spins)
-    betas = jnp.asarray(np.repeat(1.0 / temperatures, n_chains), jnp.float32)
-
-    def observe(states):
-        m = jnp.mean(states.spins.astype(jnp.float32), axis=(-2, -1))
-        return {"e": states.energy / (L * L), "m": m}
-
-    traces, _ = run_chains(
-        kernel,
-        states,
-        betas,
-        observe,
-        key=key_run,
+    traces = run_tile_chains(
+        energy,
+        L,
+        temperatures,
+        key=key,
+        n_chains=n_chains,
         n_sweeps=n_sweeps,
         burn_in=burn_in,
         description=f"local Metropolis L={L}",

@@ -238,14 +238,14 @@ def test_fit_killed_and_resumed_matches_uninterrupted(tmp_path):
     process.wait()
     assert not killed.exists()
 
-    refused = subprocess.run(
+    rejected = subprocess.run(
         command + ["-o", str(killed)] + options,
         env=environment,
         capture_output=True,
         text=True,
     )
-    assert refused.returncode == 2
-    assert "--resume" in refused.stderr
+    assert rejected.returncode == 2
+    assert "--resume" in rejected.stderr
     subprocess.run(
         command + ["-o", str(killed), "--resume"] + options,
         check=True,

@@ -51,7 +51,7 @@ L = 3
 TEMPERATURES = (1.0, 2.269, 5.0)
 # At T = 1.0 the states other than the two ground states have a total
 # probability of 0.32%, so 4096 chains expect 13 of them. Their pooled bin
-# then stands alone, and chains stuck in excited states raise its count.
+# then forms a bin of its own, and chains stuck in excited states raise its count.
 N_CHAINS = 4096
 N_STEPS = 40
 P_VALUE_THRESHOLD = 1e-4

@@ -1,9 +1,9 @@
 """The tile-aware local kernel and the transfer driver.
 
-The exactness test compares with enumeration of the 4 x 4 lattice: each
+The exactness test compares with enumeration of the 4 x 4 lattice. Each
 comparison passes within 4 standard errors (ArviZ MCSE over 64 independent
-chains), which fails with probability about 6e-5 per comparison if the error
-bars are right; the seeds are fixed.
+chains), so it fails with probability about 6e-5 if the error bars are right.
+The seeds are fixed.
 """
 
 import jax

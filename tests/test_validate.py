@@ -138,8 +138,8 @@ def test_cli_anneal_writes_free_energies(model_dir, tmp_path):
     assert status == 0
     row = json.loads(out.read_text())["rows"][0]
     assert row["T"] == 2.5
-    # F_q is an upper bound on the free energy of the learned model, which is
-    # close to the Ising model here; ln 2 per spin bounds the entropy.
+    # F_q is an upper bound on the free energy of the learned model, and that
+    # model is close to the Ising model here. ln 2 per spin bounds the entropy.
     assert row["free_energy"] > row["reference"]["free_energy"] - 0.05
     assert 0 < row["entropy"] < np.log(2)
 
