@@ -22,6 +22,7 @@ import platform
 import sys
 import time
 
+import equinox as eqx
 import jax
 
 from dcl_prob.exact import kaufman
@@ -62,6 +63,9 @@ def parse_arguments() -> argparse.Namespace:
         "--eval-size", type=int, default=65536, help="fresh samples for F_q"
     )
     parser.add_argument("--output", help="also write the JSON summary to this file")
+    parser.add_argument(
+        "--save-q", help="write the trained network to this .eqx file (Equinox format)"
+    )
     return parser.parse_args()
 
 
@@ -83,6 +87,8 @@ def main() -> int:
         progress=False,
     )
     anneal_seconds = time.perf_counter() - start
+    if args.save_q:
+        eqx.tree_serialise_leaves(args.save_q, result.q_net)
 
     exact = float(kaufman(args.L, args.temperature).free_energy)
     summary = {

@@ -122,6 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--hidden-size", type=_positive_int, default=64, help="GRU hidden units"
     )
     fit_parser.add_argument(
+        "--q-position",
+        choices=["boundary", "site"],
+        default="boundary",
+        help="position input of q: 'boundary' works at every lattice size, 'site' "
+        "learns one vector per site of the training size",
+    )
+    fit_parser.add_argument(
         "--q-steps", type=_positive_int, default=1500, help="likelihood steps for q"
     )
     fit_parser.add_argument(
@@ -249,7 +256,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--T", type=_positive_float, nargs="+", required=True, help="temperatures"
     )
     ann.add_argument(
-        "--steps", type=_positive_int, default=2000, help="optimisation steps per T"
+        "--L",
+        type=_lattice_size,
+        default=None,
+        help="lattice size of q (default: the training size); q moves to another "
+        "size when it was fitted with --q-position boundary, else a fresh q starts",
+    )
+    ann.add_argument(
+        "--range",
+        type=_positive_float,
+        nargs=2,
+        default=None,
+        metavar=("T_LOW", "T_HIGH"),
+        help="train one temperature-conditioned q over this interval instead of "
+        "one q per T; --T then lists where it is evaluated",
+    )
+    ann.add_argument(
+        "--steps",
+        type=_positive_int,
+        default=2000,
+        help="optimisation steps per T (in total with --range)",
     )
     ann.add_argument(
         "--batch-size", type=_positive_int, default=1024, help="samples of q per step"
@@ -259,6 +285,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ann.add_argument(
         "--z2", action="store_true", help="symmetrise q under the global spin flip"
+    )
+    ann.add_argument(
+        "--eval-size",
+        type=_positive_int,
+        default=16384,
+        help="fresh samples of q for the estimates at each T",
     )
     ann.add_argument("--seed", type=int, default=0, help="PRNG seed")
     ann.add_argument(
@@ -325,6 +357,7 @@ def _fit(args) -> None:
     data = load_dataset(args.data, encoding=args.encoding)
     config = FitConfig(
         hidden_size=args.hidden_size,
+        q_position=args.q_position,
         q_steps=args.q_steps,
         energy_steps=args.energy_steps,
         batch_size=args.batch_size,
@@ -499,65 +532,139 @@ def _validate(args) -> None:
     print(f"wrote {report_path} and plots in {output}/")
 
 
+def _anneal_start(loaded, L: int, key):
+    """The q that annealing starts from at size ``L``: the fitted one when it
+    fits that size, else a fresh one (with a note on stderr)."""
+    from dcl_prob.nn.rnn import AutoregressiveGRU
+
+    if L == loaded.L or loaded.q_net.position_encoding == "boundary":
+        return loaded.q_net.resized(L)
+    print(
+        f"note: the fitted q has per-site parameters for L={loaded.L}; annealing "
+        f"starts from a fresh q at L={L} (refit with --q-position boundary for a "
+        "warm start)",
+        file=sys.stderr,
+    )
+    return AutoregressiveGRU(
+        L, loaded.q_net.hidden_size, key=key, position_encoding="boundary"
+    )
+
+
+def _anneal_row(T: float, L: int, estimate: dict, exact_J) -> dict:
+    from dcl_prob import exact
+
+    row = {
+        "T": T,
+        "L": L,
+        "free_energy": estimate["free_energy"],
+        "free_energy_err": estimate["free_energy_error"],
+        "e": estimate["energy"],
+        "e_err": estimate["energy_error"],
+        "entropy": estimate["entropy"],
+        "entropy_err": estimate["entropy_error"],
+        "abs_m": estimate["abs_m"],
+        "abs_m_err": estimate["abs_m_error"],
+        "reweighted": estimate["reweighted"],
+    }
+    if exact_J is not None:
+        # For comparison only: the learned energy approximates this model.
+        row["reference"] = {
+            "source": "Kaufman exact finite-lattice solution",
+            "free_energy": float(exact.kaufman(L, T, exact_J).free_energy),
+        }
+    return row
+
+
+def _print_anneal_row(row: dict) -> None:
+    reweighted = row["reweighted"]
+    line = (
+        f"T={row['T']:<6g} F_q={row['free_energy']:.5f}±{row['free_energy_err']:.5f}"
+        f"  e={row['e']:.4f}±{row['e_err']:.4f}"
+        f"  |m|={row['abs_m']:.4f}±{row['abs_m_err']:.4f}"
+        f"  reweighted e={reweighted['energy']:.4f}±{reweighted['energy_error']:.4f}"
+        f" |m|={reweighted['abs_m']:.4f}±{reweighted['abs_m_error']:.4f}"
+        f" (ESS {100 * reweighted['ess_fraction']:.1f}%)"
+    )
+    if "reference" in row:
+        line += f"  exact f of the true model {row['reference']['free_energy']:.5f}"
+    print(line)
+
+
 def _anneal(args) -> None:
     import jax
 
-    from dcl_prob import exact
     from dcl_prob.demo import write_json
     from dcl_prob.model_io import load_model
-    from dcl_prob.variational import anneal
+    from dcl_prob.variational import anneal, anneal_range
 
     if Path(args.output).exists() and not args.force:
         raise FileExistsError(f"{args.output} already exists; pass --force")
+    if args.range is not None:
+        t_low, t_high = args.range
+        outside = [T for T in args.T if not t_low <= T <= t_high]
+        if t_low >= t_high or outside:
+            raise ValueError(
+                f"--range {t_low:g} {t_high:g} with --T {outside or args.T} is "
+                "invalid: pass T_LOW < T_HIGH and evaluation temperatures inside"
+            )
     loaded = load_model(args.model)
+    L = args.L or loaded.L
+    loaded.energy.geometry(L)  # a clear error if L does not fit the tiles
     attrs = loaded.data_attrs
     exact_J = None
     if attrs.get("model") == "ising" and float(attrs.get("h", 0.0)) == 0.0:
         exact_J = float(attrs.get("J", 1.0))
+    key_start, key_train = jax.random.split(jax.random.key(args.seed))
+    q_start = _anneal_start(loaded, L, key_start)
     rows = []
-    keys = jax.random.split(jax.random.key(args.seed), len(args.T))
-    for T, key in zip(args.T, keys):
-        # Each temperature starts from the q fitted at T0 (a warm start).
-        result = anneal(
-            loaded.q_net,
+    if args.range is not None:
+        result = anneal_range(
+            q_start.with_temperature_input(key=key_start),
             loaded.energy,
-            T,
-            key=key,
+            tuple(args.range),
+            key=key_train,
             n_steps=args.steps,
             batch_size=args.batch_size,
             learning_rate=args.learning_rate,
             z2=args.z2,
+            eval_temperatures=args.T,
+            eval_size=args.eval_size,
             progress=not args.no_progress,
         )
-        row = {
-            "T": T,
-            "L": loaded.L,
-            "free_energy": result.free_energy,
-            "free_energy_err": result.free_energy_error,
-            "e": result.energy,
-            "e_err": result.energy_error,
-            "entropy": result.entropy,
-            "entropy_err": result.entropy_error,
-        }
-        if exact_J is not None:
-            # For comparison only: the learned energy approximates this model.
-            row["reference"] = {
-                "source": "Kaufman exact finite-lattice solution",
-                "free_energy": float(exact.kaufman(loaded.L, T, exact_J).free_energy),
-            }
-        rows.append(row)
-        print(
-            f"T={T:<6g} F_q={result.free_energy:.5f}±{result.free_energy_error:.5f}"
-            f"  e={result.energy:.4f}±{result.energy_error:.4f}"
-            f"  s={result.entropy:.4f}±{result.entropy_error:.4f}"
-            + (
-                f"  (exact f of the true model {row['reference']['free_energy']:.5f})"
-                if "reference" in row
-                else ""
+        for T in args.T:
+            rows.append(_anneal_row(T, L, result.estimates[float(T)], exact_J))
+            _print_anneal_row(rows[-1])
+    else:
+        for T, key in zip(args.T, jax.random.split(key_train, len(args.T))):
+            # Each temperature starts from the q fitted at T0 (a warm start).
+            result = anneal(
+                q_start,
+                loaded.energy,
+                T,
+                key=key,
+                n_steps=args.steps,
+                batch_size=args.batch_size,
+                learning_rate=args.learning_rate,
+                z2=args.z2,
+                eval_size=args.eval_size,
+                progress=not args.no_progress,
             )
-        )
+            estimate = {
+                "free_energy": result.free_energy,
+                "free_energy_error": result.free_energy_error,
+                "energy": result.energy,
+                "energy_error": result.energy_error,
+                "entropy": result.entropy,
+                "entropy_error": result.entropy_error,
+                "abs_m": result.abs_m,
+                "abs_m_error": result.abs_m_error,
+                "reweighted": result.reweighted,
+            }
+            rows.append(_anneal_row(T, L, estimate, exact_J))
+            _print_anneal_row(rows[-1])
     payload = {
         "model_trained_at": {"T": loaded.temperature, "L": loaded.L},
+        "conditioned_range": list(args.range) if args.range is not None else None,
         "rows": rows,
     }
     write_json(args.output, payload, overwrite=args.force)

@@ -50,6 +50,9 @@ class FitConfig:
 
     Attributes:
         hidden_size: GRU hidden units of q.
+        q_position: position encoding of q, ``"boundary"`` (parameters
+            independent of L, so q moves to other lattice sizes) or ``"site"``
+            (a learned vector per site).
         q_steps: optimisation steps of the maximum-likelihood phase.
         q_learning_rate: peak Adam learning rate of q.
         batch_size: configurations per step.
@@ -74,6 +77,7 @@ class FitConfig:
     """
 
     hidden_size: int = 64
+    q_position: str = "boundary"
     q_steps: int = 1500
     q_learning_rate: float = 3e-3
     batch_size: int = 256
@@ -128,7 +132,9 @@ class FitResult(NamedTuple):
 def make_networks(L: int, config: FitConfig, *, key: jax.Array):
     """Initial ``(AutoregressiveGRU, ExtensiveEnergy)`` for lattice size ``L``."""
     key_q, key_e = jax.random.split(key)
-    q_net = AutoregressiveGRU(L, config.hidden_size, key=key_q)
+    q_net = AutoregressiveGRU(
+        L, config.hidden_size, key=key_q, position_encoding=config.q_position
+    )
     energy = ExtensiveEnergy(
         config.focus, config.context, config.energy_hidden, config.z2, key=key_e
     )

@@ -146,7 +146,10 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
             f"{FORMAT_VERSION}; refit the model with this version"
         )
     try:
-        fit_config = FitConfig.from_dict(config["fit_config"])
+        fit_options = dict(config["fit_config"])
+        # Models written before q_position existed have per-site parameters.
+        fit_options.setdefault("q_position", "site")
+        fit_config = FitConfig.from_dict(fit_options)
         L = int(config["L"])
         temperature = float(config["temperature"])
     except (KeyError, TypeError, ValueError) as error:

@@ -15,6 +15,20 @@ over exact samples of q. The baseline ``b`` of sample ``i`` is the mean of
 estimator unbiased. It equals the plain batch-mean baseline scaled by
 ``B / (B - 1)``. The ``T grad log q`` term of the exact gradient is dropped
 because its expectation under q is zero.
+
+:func:`anneal_range` trains one temperature-conditioned network
+(:class:`~dcl_prob.nn.rnn.AutoregressiveGRU` with ``conditioned=True``) over
+an interval of temperatures. Every step draws ``K`` inverse temperatures,
+stratified over the interval, and ``B / K`` samples of ``q(. | beta)`` at
+each. The loss is the mean over the ``K`` groups of ``beta F_q(beta)`` per
+spin, which is ``KL(q || p_beta) / N`` up to a constant of ``q``, so every
+temperature of the interval weighs by its own KL. The baseline of a sample is
+the leave-one-out mean of its own group.
+
+The estimates after training are plain means over fresh samples of q
+(biased by ``KL(q || p)``) and, beside them, self-normalized importance
+sampling estimates over the same samples with weights
+``w = exp(-E(s) / T) / q(s)``, which are consistent for any q that covers p.
 """
 
 from __future__ import annotations
@@ -29,12 +43,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from dcl_prob.exact import boltzmann_probabilities
+from dcl_prob.hamiltonians import magnetization
 from dcl_prob.nn.rnn import AutoregressiveGRU, AutoregressiveSpins
+from dcl_prob.samplers.neural import log_z_statistics, weighted_mean
 from dcl_prob.training import train
 
 __all__ = [
+    "ConditionedResult",
     "VariationalResult",
     "anneal",
+    "anneal_range",
     "evaluate_free_energy",
     "exact_kl_divergence",
     "exact_log_q",
@@ -58,6 +76,9 @@ class VariationalResult(NamedTuple):
     energy_error: float
     entropy: float  # -E_q[log q] / N
     entropy_error: float
+    abs_m: float  # E_q[|m|]
+    abs_m_error: float
+    reweighted: dict  # importance-sampling estimates, see evaluate_free_energy
     n_eval: int
     history: list  # per-chunk dicts: step, beta, loss (= F_q), energy, entropy
 
@@ -68,13 +89,21 @@ class VariationalResult(NamedTuple):
 
 def _sample_terms(q_net, energy_fn, temperature, key, batch_size, z2):
     """Draw ``batch_size`` samples of q and return per-spin ``(f, E, log q)``."""
+    f, energy, log_q, _ = _sample_terms_with_m(
+        q_net, energy_fn, temperature, key, batch_size, z2
+    )
+    return f, energy, log_q
+
+
+def _sample_terms_with_m(q_net, energy_fn, temperature, key, batch_size, z2):
+    """As :func:`_sample_terms`, plus ``|m|`` of every sample."""
     distribution = AutoregressiveSpins(q_net, z2=z2)
     s = jax.lax.stop_gradient(distribution.sample(key, (batch_size,)))
     n_sites = q_net.L * q_net.L
     log_q = distribution.log_prob(s)
     energy = energy_fn(s).astype(jnp.float32)
     f = (energy + temperature * log_q) / n_sites
-    return f, energy / n_sites, log_q / n_sites
+    return f, energy / n_sites, log_q / n_sites, jnp.abs(magnetization(s))
 
 
 def _reinforce_loss(q_net, data, key, *, energy_static, batch_size, z2):
@@ -97,7 +126,7 @@ def _reinforce_loss(q_net, data, key, *, energy_static, batch_size, z2):
 
 @eqx.filter_jit
 def _eval_chunk(q_net, energy_fn, temperature, key, batch_size, z2):
-    return _sample_terms(q_net, energy_fn, temperature, key, batch_size, z2)
+    return _sample_terms_with_m(q_net, energy_fn, temperature, key, batch_size, z2)
 
 
 def _mean_and_error(values: np.ndarray) -> tuple[float, float]:
@@ -116,12 +145,26 @@ def evaluate_free_energy(
     batch_size: int = 4096,
     z2: bool = False,
 ) -> dict:
-    """Estimate F_q, energy and entropy per spin from fresh exact samples of q.
+    """Estimate F_q, energy, entropy and ``|m|`` per spin from exact samples of q.
+
+    Args:
+        q_net: an :class:`AutoregressiveGRU`, or a conditioned one fixed with
+            :meth:`~dcl_prob.nn.rnn.AutoregressiveGRU.at_temperature`.
+        energy_fn: total energy ``(B, L, L) -> (B,)``.
+        temperature: T of ``F_q = E_q[E + T log q] / N``.
+        key: PRNG key.
+        n_samples: fresh samples, rounded up to whole batches.
+        batch_size: samples per compiled call.
+        z2: evaluate the spin-flip symmetrised q.
 
     Returns:
-        dict with ``free_energy``, ``energy``, ``entropy`` and their
-        ``*_error`` (standard errors of the mean), and ``n_samples`` (rounded
-        up to whole batches).
+        dict with ``free_energy``, ``energy``, ``entropy`` and ``abs_m``
+        (means over q) and their ``*_error`` (standard errors of the mean),
+        ``n_samples``, and ``reweighted``: a dict of importance-sampling
+        estimates over the same samples with weights ``exp(-E / T) / q``:
+        ``energy``, ``abs_m`` (self-normalized, delta-method errors),
+        ``free_energy = -T ln Z / N`` from the mean weight, ``ess`` and
+        ``ess_fraction`` (Kish).
     """
     _check_positive("n_samples", n_samples)
     _check_positive("batch_size", batch_size)
@@ -131,12 +174,33 @@ def evaluate_free_energy(
         _eval_chunk(q_net, energy_fn, float(temperature), chunk_key, batch_size, z2)
         for chunk_key in jax.random.split(key, n_batches)
     ]
-    f, energy, log_q = (
-        np.concatenate([np.asarray(p[i]) for p in parts]) for i in range(3)
+    f, energy, log_q, abs_m = (
+        np.concatenate([np.asarray(p[i]) for p in parts]).astype(np.float64)
+        for i in range(4)
     )
     summary = {"n_samples": int(f.size)}
-    for name, values in (("free_energy", f), ("energy", energy), ("entropy", -log_q)):
+    for name, values in (
+        ("free_energy", f),
+        ("energy", energy),
+        ("entropy", -log_q),
+        ("abs_m", abs_m),
+    ):
         summary[name], summary[f"{name}_error"] = _mean_and_error(values)
+
+    n_sites = q_net.L * q_net.L
+    log_weights = -n_sites * f / float(temperature)
+    log_z, log_z_error, ess = log_z_statistics(log_weights)
+    weights = np.exp(log_weights - np.max(log_weights))
+    weights /= weights.sum()
+    reweighted = {
+        "free_energy": -float(temperature) * log_z / n_sites,
+        "free_energy_error": float(temperature) * log_z_error / n_sites,
+        "ess": ess,
+        "ess_fraction": ess / f.size,
+    }
+    for name, values in (("energy", energy), ("abs_m", abs_m)):
+        reweighted[name], reweighted[f"{name}_error"] = weighted_mean(weights, values)
+    summary["reweighted"] = reweighted
     return summary
 
 
@@ -274,7 +338,188 @@ def anneal(
         energy_error=summary["energy_error"],
         entropy=summary["entropy"],
         entropy_error=summary["entropy_error"],
+        abs_m=summary["abs_m"],
+        abs_m_error=summary["abs_m_error"],
+        reweighted=summary["reweighted"],
         n_eval=summary["n_samples"],
+        history=history,
+    )
+
+
+class ConditionedResult(NamedTuple):
+    """A temperature-conditioned q trained over an interval, and its estimates.
+
+    ``estimates`` maps each evaluation temperature to the dict that
+    :func:`evaluate_free_energy` returns at that temperature.
+    """
+
+    q_net: AutoregressiveGRU  # conditioned network; q_net.at_temperature(T)
+    temperature_range: tuple[float, float]  # (T_low, T_high) of training
+    z2: bool
+    estimates: dict  # {T: evaluate_free_energy(...) dict}
+    history: list  # per-chunk dicts: step, loss (mean beta F_q per spin)
+
+    def distribution(self, temperature: float) -> AutoregressiveSpins:
+        """Return q at ``temperature`` as a NumPyro distribution."""
+        return AutoregressiveSpins(self.q_net.at_temperature(temperature), z2=self.z2)
+
+
+def _log_q_beta(net, s, beta, z2):
+    log_q = net.log_prob(s, beta)
+    if z2:
+        log_q = jnp.logaddexp(log_q, net.log_prob(-s, beta)) - math.log(2.0)
+    return log_q
+
+
+def _conditioned_loss(
+    q_net, data, key, *, energy_static, batch_size, n_groups, beta_range, z2
+):
+    """Score-function surrogate of the mean ``beta F_q(beta)`` per spin over
+    ``n_groups`` stratified inverse temperatures."""
+    energy_arrays = data
+    energy_fn = eqx.combine(energy_arrays, energy_static)
+    beta_low, beta_high = beta_range
+    key_beta, key_sample, key_flip = jax.random.split(key, 3)
+    group_size = batch_size // n_groups
+    offsets = jax.random.uniform(key_beta, (n_groups,))
+    betas = beta_low + (jnp.arange(n_groups) + offsets) / n_groups * (
+        beta_high - beta_low
+    )
+    beta = jnp.repeat(betas, group_size)
+    n = n_groups * group_size
+    s = q_net.sample(n, key=key_sample, beta=beta)
+    if z2:
+        flip = jax.random.bernoulli(key_flip, 0.5, (n, 1, 1))
+        s = jnp.where(flip, -s, s)
+    s = jax.lax.stop_gradient(s)
+    n_sites = q_net.L * q_net.L
+    log_q = _log_q_beta(q_net, s, beta, z2) / n_sites
+    energy = energy_fn(s).astype(jnp.float32) / n_sites
+    f = jax.lax.stop_gradient(beta * energy + log_q).reshape(n_groups, group_size)
+    group_mean = jnp.mean(f, axis=1, keepdims=True)
+    advantage = (f - group_mean) * (group_size / (group_size - 1))
+    surrogate = jnp.mean(advantage.reshape(-1) * log_q) * n_sites
+    loss = jnp.mean(f) + surrogate - jax.lax.stop_gradient(surrogate)
+    return loss, {"entropy": -jnp.mean(log_q)}
+
+
+def anneal_range(
+    q_net: AutoregressiveGRU,
+    energy_fn: Callable,
+    temperature_range: tuple[float, float],
+    *,
+    key: jax.Array,
+    n_steps: int = 4000,
+    batch_size: int = 512,
+    n_groups: int = 8,
+    learning_rate: float = 2e-3,
+    z2: bool = False,
+    eval_temperatures: Sequence[float] = (),
+    eval_size: int = 16384,
+    chunk_size: int = 50,
+    progress: bool = True,
+) -> ConditionedResult:
+    """Train a temperature-conditioned q against ``energy_fn`` over an interval.
+
+    Minimises the mean over inverse temperatures ``beta`` uniform in
+    ``[1 / T_high, 1 / T_low]`` of ``beta F_q(beta)`` per spin, as described
+    in the module docstring. Afterwards ``q_net.at_temperature(T)`` is a
+    normalized q at any T of the interval, without retraining.
+
+    Args:
+        q_net: a network built with ``conditioned=True``; not modified.
+        energy_fn: total energy of spins ``(B, L, L)``, shape ``(B,)``, held
+            fixed (a learned ``ExtensiveEnergy`` or ``IsingModel().energy``).
+        temperature_range: ``(T_low, T_high)`` with ``0 < T_low < T_high``.
+        key: PRNG key.
+        n_steps: optimisation steps.
+        batch_size: samples per step, split evenly over ``n_groups``
+            temperatures (rounded down to a multiple of ``n_groups``).
+        n_groups: inverse temperatures per step, at least 1; each group
+            needs at least 2 samples for its baseline.
+        learning_rate: peak Adam learning rate (cosine schedule).
+        z2: train and evaluate the spin-flip symmetrised q.
+        eval_temperatures: temperatures at which to estimate F_q, energy,
+            entropy and ``|m|`` after training.
+        eval_size: fresh samples per evaluation temperature.
+        chunk_size: steps per compiled chunk.
+        progress: show a progress bar.
+
+    Returns:
+        :class:`ConditionedResult`.
+
+    Raises:
+        ValueError: for a network without temperature input, an invalid
+            interval, or sizes that leave fewer than 2 samples per group.
+    """
+    if not getattr(q_net, "conditioned", False):
+        raise ValueError(
+            "anneal_range needs a temperature-conditioned network: build it with "
+            "AutoregressiveGRU(L, H, conditioned=True, key=...)"
+        )
+    try:
+        t_low, t_high = (float(t) for t in temperature_range)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"temperature_range={temperature_range!r} is invalid: pass (T_low, T_high)"
+        ) from None
+    if not (math.isfinite(t_high) and 0 < t_low < t_high):
+        raise ValueError(
+            f"temperature_range=({t_low}, {t_high}) is invalid: pass "
+            "0 < T_low < T_high, both finite"
+        )
+    _check_positive("n_steps", n_steps)
+    _check_positive("n_groups", n_groups)
+    _check_positive("eval_size", eval_size)
+    if batch_size // n_groups < 2:
+        raise ValueError(
+            f"batch_size={batch_size} with n_groups={n_groups} leaves fewer than 2 "
+            "samples per temperature; raise batch_size or lower n_groups"
+        )
+    energy_arrays, energy_static = eqx.partition(energy_fn, eqx.is_array)
+
+    def loss_fn(net, data, step_key):
+        return _conditioned_loss(
+            net,
+            data,
+            step_key,
+            energy_static=energy_static,
+            batch_size=batch_size,
+            n_groups=n_groups,
+            beta_range=(1.0 / t_high, 1.0 / t_low),
+            z2=z2,
+        )
+
+    key_train, key_eval = jax.random.split(key)
+    q_net, history = train(
+        q_net,
+        loss_fn,
+        energy_arrays,
+        n_steps,
+        key=key_train,
+        learning_rate=learning_rate,
+        chunk_size=chunk_size,
+        description=f"anneal q over T in [{t_low:g}, {t_high:g}] (beta F_q/spin)",
+        progress=progress,
+    )
+    estimates = {}
+    for T, eval_key in zip(
+        eval_temperatures, jax.random.split(key_eval, max(len(eval_temperatures), 1))
+    ):
+        estimates[float(T)] = evaluate_free_energy(
+            q_net.at_temperature(T),
+            energy_fn,
+            T,
+            key=eval_key,
+            n_samples=eval_size,
+            batch_size=min(4 * batch_size, eval_size),
+            z2=z2,
+        )
+    return ConditionedResult(
+        q_net=q_net,
+        temperature_range=(t_low, t_high),
+        z2=bool(z2),
+        estimates=estimates,
         history=history,
     )
 

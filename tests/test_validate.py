@@ -144,6 +144,54 @@ def test_cli_anneal_writes_free_energies(model_dir, tmp_path):
     assert 0 < row["entropy"] < np.log(2)
 
 
+def test_cli_anneal_conditioned_q_at_another_size(model_dir, tmp_path):
+    # The fitted q has boundary position inputs, so it moves from L = 4 to
+    # L = 8 and becomes the warm start of one temperature-conditioned q.
+    out = tmp_path / "anneal_range.json"
+    status = main(
+        [
+            "--no-progress",
+            "anneal",
+            str(model_dir),
+            "--L",
+            "8",
+            "--range",
+            "2.0",
+            "3.0",
+            "--T",
+            "2.0",
+            "3.0",
+            "--steps",
+            "20",
+            "--batch-size",
+            "32",
+            "--eval-size",
+            "256",
+            "-o",
+            str(out),
+        ]
+    )
+    assert status == 0
+    payload = json.loads(out.read_text())
+    assert payload["conditioned_range"] == [2.0, 3.0]
+    assert [row["T"] for row in payload["rows"]] == [2.0, 3.0]
+    for row in payload["rows"]:
+        assert row["L"] == 8
+        assert 0 < row["entropy"] < np.log(2)
+        assert 0 < row["reweighted"]["ess_fraction"] <= 1
+        assert row["free_energy"] > row["reference"]["free_energy"] - 0.05
+
+
+def test_cli_anneal_rejects_temperatures_outside_range(model_dir, tmp_path, capsys):
+    out = tmp_path / "a.json"
+    status = main(
+        ["anneal", str(model_dir), "--range", "2", "3", "--T", "4", "-o", str(out)]
+    )
+    assert status == 2
+    assert "--range" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_cli_validate_refuses_non_empty_output(model_dir, tmp_path, capsys):
     out = tmp_path / "v"
     out.mkdir()

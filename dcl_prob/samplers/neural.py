@@ -34,7 +34,9 @@ __all__ = [
     "ISResult",
     "NeuralIMHPosition",
     "importance_sampling",
+    "log_z_statistics",
     "neural_imh",
+    "weighted_mean",
 ]
 
 DEFAULT_IS_BATCH_SIZE = 4096
@@ -144,7 +146,7 @@ def _importance_batch(q, energy_fn, beta, key, batch_size: int):
     return log_weight, energy, abs_m
 
 
-def _weighted_mean(weights: np.ndarray, values: np.ndarray) -> tuple[float, float]:
+def weighted_mean(weights: np.ndarray, values: np.ndarray) -> tuple[float, float]:
     """Self-normalized mean of ``values`` and its delta-method standard error.
 
     ``weights`` must already be normalized to sum to one.
@@ -154,7 +156,7 @@ def _weighted_mean(weights: np.ndarray, values: np.ndarray) -> tuple[float, floa
     return mean, math.sqrt(variance)
 
 
-def _log_z_statistics(log_weights: np.ndarray) -> tuple[float, float, float]:
+def log_z_statistics(log_weights: np.ndarray) -> tuple[float, float, float]:
     """Return ``(ln mean(w), standard error of it, Kish ESS)`` in float64.
 
     Every weight is divided by the largest one before exponentiation, so
@@ -250,14 +252,14 @@ def importance_sampling(
         )
 
     log_weights_f64 = log_weights.astype(np.float64)
-    log_z, log_z_err, ess = _log_z_statistics(log_weights_f64)
+    log_z, log_z_err, ess = log_z_statistics(log_weights_f64)
     normalized = np.exp(log_weights_f64 - np.max(log_weights_f64))
     normalized /= np.sum(normalized)
     n_sites = math.prod(q.event_shape)
-    energy_mean, energy_err = _weighted_mean(
+    energy_mean, energy_err = weighted_mean(
         normalized, energy.astype(np.float64) / n_sites
     )
-    abs_m_mean, abs_m_err = _weighted_mean(normalized, abs_m.astype(np.float64))
+    abs_m_mean, abs_m_err = weighted_mean(normalized, abs_m.astype(np.float64))
     return ISResult(
         log_z=log_z,
         log_z_err=log_z_err,
