@@ -165,3 +165,87 @@ def test_all_configurations_compatible_with_enumerate_support(q3):
     }
     exact = {c.tobytes() for c in all_configurations((L3, L3))}
     assert ours == exact
+
+
+# Categorical conditionals for Potts states 0..q-1 (q = 3).
+
+Q = 3
+
+
+@pytest.fixture(scope="module")
+def potts_q():
+    """A sharpened q = 3 network on the 2 x 2 torus (81 configurations)."""
+    return sharpened(AutoregressiveGRU(2, 8, key=jax.random.key(3), n_states=Q))
+
+
+@pytest.mark.parametrize("colour_symmetric", [False, True])
+def test_potts_log_prob_normalized(colour_symmetric):
+    net = sharpened(AutoregressiveGRU(L3, 8, key=jax.random.key(4), n_states=Q))
+    dist = AutoregressiveSpins(net, colour_symmetric=colour_symmetric)
+    configs = dist.enumerate_support()
+    assert configs.shape == (Q ** (L3 * L3), L3, L3)
+    assert set(np.unique(np.asarray(configs))) == {0, 1, 2}
+    total = float(jnp.exp(jax.scipy.special.logsumexp(dist.log_prob(configs))))
+    assert abs(total - 1.0) < 1e-5
+
+
+@pytest.mark.parametrize("colour_symmetric", [False, True])
+def test_potts_sample_frequencies_match_log_prob(potts_q, colour_symmetric):
+    # Pearson chi-square over the 81 states with 100k samples; fails with
+    # probability 1e-4 when sampling is exact (p-value threshold).
+    dist = AutoregressiveSpins(potts_q, colour_symmetric=colour_symmetric)
+    configs = dist.enumerate_support()
+    probs = np.exp(np.asarray(dist.log_prob(configs), np.float64))
+    probs /= probs.sum()
+    n = 100_000
+    samples = np.asarray(dist.sample(jax.random.key(12), (n,)))
+    assert samples.dtype == np.int8
+    index = samples.reshape(n, -1).astype(np.int64) @ (Q ** np.arange(4))
+    observed = np.bincount(index, minlength=Q**4)
+    expected = n * probs
+    keep = expected >= 5
+    observed_kept = np.append(observed[keep], observed[~keep].sum())
+    expected_kept = np.append(expected[keep], expected[~keep].sum())
+    if expected_kept[-1] == 0:
+        observed_kept, expected_kept = observed_kept[:-1], expected_kept[:-1]
+    _, p_value = stats.chisquare(observed_kept, expected_kept)
+    assert p_value > 1e-4
+
+
+def test_potts_colour_symmetric_is_invariant(potts_q):
+    dist = AutoregressiveSpins(potts_q, colour_symmetric=True)
+    configs = dist.enumerate_support()
+    shifted = (configs + 1) % Q
+    swapped = jnp.where(configs == 0, 1, jnp.where(configs == 1, 0, configs))
+    for permuted in (shifted, swapped):
+        np.testing.assert_allclose(
+            dist.log_prob(permuted), dist.log_prob(configs), atol=1e-5
+        )
+    plain = AutoregressiveSpins(potts_q).log_prob(configs)
+    assert float(jnp.max(jnp.abs(plain - dist.log_prob(configs)))) > 0.1
+
+
+def test_potts_conditioned_q_is_normalized(potts_q):
+    net = potts_q.with_temperature_input(key=jax.random.key(5))
+    net = eqx.tree_at(
+        lambda n: n.beta_output_weight,
+        net,
+        jax.random.normal(jax.random.key(6), net.beta_output_weight.shape),
+    )
+    configs = AutoregressiveSpins(potts_q).enumerate_support()
+    for T in (0.5, 2.0):
+        log_q = AutoregressiveSpins(net.at_temperature(T)).log_prob(configs)
+        total = float(jnp.exp(jax.scipy.special.logsumexp(log_q)))
+        assert abs(total - 1.0) < 1e-5
+
+
+def test_potts_validation_and_symmetry_options(potts_q, q3):
+    dist = AutoregressiveSpins(potts_q, validate_args=True)
+    with pytest.raises(ValueError, match="Potts states 0..2"):
+        dist.log_prob(jnp.full((2, 2), 3, jnp.int8))
+    with pytest.raises(ValueError, match="colour_symmetric=True"):
+        AutoregressiveSpins(potts_q, z2=True)
+    with pytest.raises(ValueError, match="z2=True"):
+        AutoregressiveSpins(q3, colour_symmetric=True)
+    with pytest.raises(ValueError, match="n_states"):
+        AutoregressiveGRU(2, 4, key=jax.random.key(0), n_states=1)

@@ -11,6 +11,7 @@ sampling draws exact samples.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import equinox as eqx
@@ -109,27 +110,35 @@ class AutoregressiveGRU(eqx.Module):
     fixes ``beta`` and returns an object that :class:`AutoregressiveSpins`
     accepts.
 
+    With ``n_states = q > 2`` the sites hold Potts or clock states
+    ``0 .. q-1`` instead of spins +-1: neighbour inputs are one-hot vectors
+    of length ``q`` and each conditional is a categorical distribution over
+    ``q`` values (a softmax of ``q`` logits).
+
     Args:
         L: linear lattice size.
         hidden_size: GRU hidden units ``H``.
         key: PRNG key for the initial weights.
         position_encoding: ``"site"`` or ``"boundary"``.
         conditioned: take ``beta`` as an input.
+        n_states: states per site, 2 for Ising spins +-1, ``q`` for
+            states ``0 .. q-1``.
     """
 
-    input_weight: jax.Array  # (4, 3 H) or (8, 3 H) float32, neighbour inputs -> gates
+    input_weight: jax.Array  # (4 d [x 2 if conditioned], 3 H), neighbour inputs
     site_bias: jax.Array  # (N or 9, 3 H) float32, position -> gate input
     hidden_weight: jax.Array  # (H, 3 H) float32, recurrent weights
     hidden_bias: jax.Array  # (H,) float32, recurrent bias of the candidate gate
     initial_hidden: jax.Array  # (H,) float32
-    output_weight: jax.Array  # (H,) float32, hidden -> logit of s_k = +1
-    site_output_bias: jax.Array  # (N or 9,) float32, position -> logit
+    output_weight: jax.Array  # (H,) logit of s_k = +1, or (H, q) logits of states
+    site_output_bias: jax.Array  # (N or 9,) or (N or 9, q), position -> logits
     beta_weight: jax.Array | None  # (2, 3 H) float32, (beta, beta^2) -> gates
-    beta_output_weight: jax.Array | None  # (H,) float32, beta * hidden -> logit
+    beta_output_weight: jax.Array | None  # like output_weight, beta * hidden
     L: int = eqx.field(static=True)
     hidden_size: int = eqx.field(static=True)
     position_encoding: str = eqx.field(static=True)
     conditioned: bool = eqx.field(static=True)
+    n_states: int = eqx.field(static=True)
 
     def __init__(
         self,
@@ -139,8 +148,14 @@ class AutoregressiveGRU(eqx.Module):
         key: jax.Array,
         position_encoding: str = "site",
         conditioned: bool = False,
+        n_states: int = 2,
     ):
         L = check_lattice_size(L)
+        if not (isinstance(n_states, int | np.integer) and n_states >= 2):
+            raise ValueError(
+                f"n_states={n_states!r} is invalid: pass 2 for Ising spins or the "
+                "number q >= 3 of Potts states"
+            )
         if position_encoding not in POSITION_ENCODINGS:
             raise ValueError(
                 f"position_encoding={position_encoding!r} is invalid: use one of "
@@ -151,7 +166,10 @@ class AutoregressiveGRU(eqx.Module):
                 f"hidden_size={hidden_size!r} is invalid: pass an integer >= 1"
             )
         n_positions = L * L if position_encoding == "site" else _N_BOUNDARY_FEATURES
-        n_inputs = _N_NEIGHBOURS * (2 if conditioned else 1)
+        n_states = int(n_states)
+        width = 1 if n_states == 2 else n_states
+        out_shape = () if n_states == 2 else (n_states,)
+        n_inputs = _N_NEIGHBOURS * width * (2 if conditioned else 1)
         keys = jax.random.split(key, 4)
         scale_in = 1.0 / math.sqrt(_N_NEIGHBOURS)
         scale_hidden = 1.0 / math.sqrt(hidden_size)
@@ -159,6 +177,7 @@ class AutoregressiveGRU(eqx.Module):
         self.hidden_size = hidden_size
         self.position_encoding = position_encoding
         self.conditioned = bool(conditioned)
+        self.n_states = n_states
         self.input_weight = scale_in * jax.random.normal(
             keys[0], (n_inputs, 3 * hidden_size)
         )
@@ -169,13 +188,15 @@ class AutoregressiveGRU(eqx.Module):
         self.hidden_bias = jnp.zeros((hidden_size,))
         self.initial_hidden = jnp.zeros((hidden_size,))
         self.output_weight = (
-            0.1 * scale_hidden * jax.random.normal(keys[2], (hidden_size,))
+            0.1 * scale_hidden * jax.random.normal(keys[2], (hidden_size, *out_shape))
         )
-        self.site_output_bias = jnp.zeros((n_positions,))
+        self.site_output_bias = jnp.zeros((n_positions, *out_shape))
         if conditioned:
             self.beta_weight = jnp.zeros((_N_BETA_FEATURES, 3 * hidden_size))
             self.beta_output_weight = (
-                0.1 * scale_hidden * jax.random.normal(keys[3], (hidden_size,))
+                0.1
+                * scale_hidden
+                * jax.random.normal(keys[3], (hidden_size, *out_shape))
             )
         else:
             self.beta_weight = None
@@ -205,6 +226,7 @@ class AutoregressiveGRU(eqx.Module):
             key=jax.random.key(0),
             position_encoding=self.position_encoding,
             conditioned=self.conditioned,
+            n_states=self.n_states,
         )
         # Only the static L differs, so the leaves line up one to one.
         return jax.tree.unflatten(jax.tree.structure(skeleton), jax.tree.leaves(self))
@@ -229,6 +251,7 @@ class AutoregressiveGRU(eqx.Module):
             key=key,
             position_encoding=self.position_encoding,
             conditioned=True,
+            n_states=self.n_states,
         )
         input_weight = jnp.concatenate(
             [self.input_weight, jnp.zeros_like(self.input_weight)], axis=0
@@ -293,17 +316,27 @@ class AutoregressiveGRU(eqx.Module):
             )
         return jnp.broadcast_to(jnp.asarray(beta, jnp.float32), (batch,))
 
-    def _neighbour_inputs(self, x: jax.Array, beta: jax.Array | None) -> jax.Array:
-        """Gate pre-activations ``(..., 3 H)`` from neighbour inputs ``(..., 4)``."""
+    def _neighbour_inputs(
+        self, values: jax.Array, mask: jax.Array, beta: jax.Array | None
+    ) -> jax.Array:
+        """Gate pre-activations ``(..., 3 H)`` from the neighbour values
+        ``(..., 4)`` and their visited mask (1 where visited)."""
+        if self.n_states == 2:
+            x = values * mask
+        else:
+            one_hot = jax.nn.one_hot(values.astype(jnp.int32), self.n_states)
+            x = (one_hot * mask[..., None]).reshape(values.shape[:-1] + (-1,))
         if beta is None:
             return x @ self.input_weight
         scaled = x * beta.reshape(beta.shape + (1,) * (x.ndim - 1))
         return jnp.concatenate([x, scaled], axis=-1) @ self.input_weight
 
     def _logit(self, h: jax.Array, beta: jax.Array | None) -> jax.Array:
+        """Logits ``(B,)`` (two states) or ``(B, q)`` from hidden states ``(B, H)``."""
         logit = h @ self.output_weight
         if beta is not None:
-            logit = logit + beta * (h @ self.beta_output_weight)
+            scale = beta if self.n_states == 2 else beta[:, None]
+            logit = logit + scale * (h @ self.beta_output_weight)
         return logit
 
     def _initial(self, batch: int, beta: jax.Array | None):
@@ -328,21 +361,24 @@ class AutoregressiveGRU(eqx.Module):
         """Logits of ``q(s_k = +1 | s_<k)`` for every site, teacher forced.
 
         Args:
-            s: spins +-1 of shape ``(B, L, L)``.
+            s: spins +-1 (or states ``0 .. q-1``) of shape ``(B, L, L)``.
             beta: inverse temperature, scalar or ``(B,)``; only for a
                 conditioned network.
 
         Returns:
-            float32 array of shape ``(B, N)`` with ``N = L * L``.
+            float32 array of shape ``(B, N)`` with ``N = L * L``, or
+            ``(B, N, q)`` (logits of every state) when ``n_states > 2``.
         """
         batch = s.shape[0]
         beta = self._check_beta(beta, batch)
         neighbours, mask = _visited_neighbours(self.L)
         site_gates, site_logits = self._position_terms()
         flat = s.reshape(batch, -1).astype(jnp.float32)
-        inputs = flat[:, neighbours] * mask  # (B, N, 4)
         h0, beta_gates = self._initial(batch, beta)
-        gate_inputs = self._neighbour_inputs(inputs, beta) + site_gates  # (B, N, 3H)
+        gate_inputs = (
+            self._neighbour_inputs(flat[:, neighbours], jnp.asarray(mask), beta)
+            + site_gates
+        )  # (B, N, 3H)
         if beta is not None:
             gate_inputs = gate_inputs + beta_gates[:, None, :]
 
@@ -356,12 +392,17 @@ class AutoregressiveGRU(eqx.Module):
     def log_prob(self, s: jax.Array, beta=None) -> jax.Array:
         """Exact ``log q(s)`` of spins ``(B, L, L)``; float32, shape ``(B,)``."""
         logits = self.logits(s, beta)
-        signs = s.reshape(s.shape[0], -1).astype(jnp.float32)
-        return jnp.sum(jax.nn.log_sigmoid(signs * logits), axis=-1)
+        if self.n_states == 2:
+            signs = s.reshape(s.shape[0], -1).astype(jnp.float32)
+            return jnp.sum(jax.nn.log_sigmoid(signs * logits), axis=-1)
+        states = s.reshape(s.shape[0], -1, 1).astype(jnp.int32)
+        log_p = jnp.take_along_axis(jax.nn.log_softmax(logits), states, axis=-1)
+        return jnp.sum(log_p[..., 0], axis=-1)
 
     def sample(self, n: int, *, key: jax.Array, beta=None) -> jax.Array:
-        """Draw ``n`` exact ancestral samples; int8 spins of shape ``(n, L, L)``.
+        """Draw ``n`` exact ancestral samples; int8 of shape ``(n, L, L)``.
 
+        Values are spins +-1, or states ``0 .. q-1`` when ``n_states > 2``.
         ``beta`` (scalar or ``(n,)``) is required for a conditioned network.
         """
         beta = self._check_beta(beta, n)
@@ -375,11 +416,20 @@ class AutoregressiveGRU(eqx.Module):
         def step(carry, xs):
             h, flat = carry
             k, site_neighbours, site_mask, site_gate, out_bias, u = xs
-            inputs = flat[:, site_neighbours] * site_mask  # (n, 4)
-            gate_input = self._neighbour_inputs(inputs, beta) + site_gate + beta_gates
+            gate_input = (
+                self._neighbour_inputs(flat[:, site_neighbours], site_mask, beta)
+                + site_gate
+                + beta_gates
+            )
             h = self._gru_step(h, gate_input)
-            p_up = jax.nn.sigmoid(self._logit(h, beta) + out_bias)
-            spin = jnp.where(u < p_up, 1.0, -1.0)
+            logit = self._logit(h, beta) + out_bias
+            if self.n_states == 2:
+                spin = jnp.where(u < jax.nn.sigmoid(logit), 1.0, -1.0)
+            else:
+                # Inverse CDF: the state is the number of cumulative
+                # probabilities below u.
+                cdf = jnp.cumsum(jax.nn.softmax(logit), axis=-1)
+                spin = jnp.sum(u[:, None] > cdf[:, :-1], axis=-1).astype(jnp.float32)
             flat = flat.at[:, k].set(spin)
             return (h, flat), None
 
@@ -416,6 +466,10 @@ class FixedTemperatureGRU(eqx.Module):
         return self.net.hidden_size
 
     @property
+    def n_states(self) -> int:
+        return self.net.n_states
+
+    @property
     def temperature(self) -> float:
         return 1.0 / self.beta
 
@@ -449,22 +503,37 @@ class _Spins(constraints.ParameterFreeConstraint):
 spin_support = _Spins()
 
 
+_MAX_ENUMERATED_STATES = 2**16
+_MAX_COLOUR_PERMUTATION_STATES = 5  # 5! = 120 permutations
+
+
+def _colour_permutations(n_states: int) -> np.ndarray:
+    """All permutations of ``0 .. q-1`` as rows, shape ``(q!, q)``."""
+    return np.array(list(itertools.permutations(range(n_states))), np.int8)
+
+
 class AutoregressiveSpins(dist.Distribution):
-    """NumPyro distribution over Ising configurations given by an autoregressive net.
+    """NumPyro distribution over lattice configurations given by an autoregressive net.
 
     The event shape is the lattice shape ``(L, L)`` and the batch shape is
-    ``()``. Samples are int8 spins +-1. With ``z2=True`` the distribution is
-    symmetrised under a global spin flip, ``q_z2(s) = (q(s) + q(-s)) / 2``,
-    which stays normalized and is sampled by flipping a sample of ``q`` with
-    probability 1/2.
+    ``()``. Samples are int8 spins +-1, or Potts states ``0 .. q-1`` for a
+    network with ``n_states = q > 2``. With ``z2=True`` (two states) the
+    distribution is symmetrised under a global spin flip,
+    ``q_z2(s) = (q(s) + q(-s)) / 2``, which stays normalized and is sampled
+    by flipping a sample of ``q`` with probability 1/2. With
+    ``colour_symmetric=True`` (``q > 2``) it is averaged in the same way over
+    all ``q!`` permutations of the colours.
 
     Args:
-        net: an :class:`AutoregressiveGRU`.
-        z2: symmetrise under the global spin flip.
-        validate_args: check that values passed to :meth:`log_prob` are spins.
+        net: an :class:`AutoregressiveGRU`, or a conditioned one fixed with
+            :meth:`AutoregressiveGRU.at_temperature`.
+        z2: symmetrise under the global spin flip (two states only).
+        colour_symmetric: symmetrise over colour permutations (``q > 2``,
+            at most 5 colours).
+        validate_args: check that values passed to :meth:`log_prob` are
+            allowed states.
     """
 
-    support = constraints.independent(spin_support, 2)
     arg_constraints = {}
     has_enumerate_support = True
     # Samples are discrete, so no gradient flows through them. NumPyro's default
@@ -472,13 +541,44 @@ class AutoregressiveSpins(dist.Distribution):
     # would make ``TraceGraph_ELBO`` drop the score-function term of a guide site.
     has_rsample = False
     pytree_data_fields = ("net",)
-    pytree_aux_fields = ("z2",)
+    pytree_aux_fields = ("z2", "colour_symmetric")
 
-    def __init__(self, net: AutoregressiveGRU, *, z2: bool = False, validate_args=None):
+    def __init__(
+        self,
+        net: AutoregressiveGRU,
+        *,
+        z2: bool = False,
+        colour_symmetric: bool = False,
+        validate_args=None,
+    ):
+        n_states = getattr(net, "n_states", 2)
+        if z2 and n_states != 2:
+            raise ValueError(
+                f"z2=True needs two states, this network has {n_states}; use "
+                "colour_symmetric=True for Potts states"
+            )
+        if colour_symmetric and not 2 < n_states <= _MAX_COLOUR_PERMUTATION_STATES:
+            raise ValueError(
+                f"colour_symmetric=True needs 3 to {_MAX_COLOUR_PERMUTATION_STATES} "
+                f"states, this network has {n_states}; use z2=True for Ising spins"
+            )
         self.net = net
         self.z2 = bool(z2)
+        self.colour_symmetric = bool(colour_symmetric)
         super().__init__(
             batch_shape=(), event_shape=(net.L, net.L), validate_args=validate_args
+        )
+
+    @property
+    def n_states(self) -> int:
+        return getattr(self.net, "n_states", 2)
+
+    @constraints.dependent_property(is_discrete=True, event_dim=2)
+    def support(self):
+        if self.n_states == 2:
+            return constraints.independent(spin_support, 2)
+        return constraints.independent(
+            constraints.integer_interval(0, self.n_states - 1), 2
         )
 
     def sample(self, key, sample_shape=()):
@@ -489,34 +589,54 @@ class AutoregressiveSpins(dist.Distribution):
         if self.z2:
             flip = jax.random.bernoulli(key_flip, 0.5, (n, 1, 1))
             s = jnp.where(flip, -s, s)
+        if self.colour_symmetric:
+            permutations = jnp.asarray(_colour_permutations(self.n_states))
+            choice = jax.random.randint(key_flip, (n,), 0, len(permutations))
+            s = jnp.take_along_axis(
+                permutations[choice], s.reshape(n, -1).astype(jnp.int32), axis=1
+            ).reshape(s.shape)
         return s.reshape(tuple(sample_shape) + self.event_shape)
 
     def log_prob(self, value):
-        """Exact normalized ``log q`` of spins of shape ``(..., L, L)``."""
+        """Exact normalized ``log q`` of configurations of shape ``(..., L, L)``."""
         if self._validate_args:
             self._validate_sample(value)
         batch_shape = jnp.shape(value)[:-2]
         flat = jnp.reshape(value, (-1,) + self.event_shape)
-        log_q = self.net.log_prob(flat)
+        if self.colour_symmetric:
+            permutations = _colour_permutations(self.n_states)
+            states = flat.astype(jnp.int32)
+            log_q = jnp.stack(
+                [self.net.log_prob(jnp.asarray(row)[states]) for row in permutations]
+            )
+            log_q = jax.nn.logsumexp(log_q, axis=0) - math.log(len(permutations))
+        else:
+            log_q = self.net.log_prob(flat)
         if self.z2:
             log_q = jnp.logaddexp(log_q, self.net.log_prob(-flat)) - math.log(2.0)
         return log_q.reshape(batch_shape)
 
     def enumerate_support(self, expand=True):
-        """Return every configuration of the lattice, for at most 16 sites.
+        """Return every configuration of the lattice, for at most 2**16 of them.
 
-        Returns int8 spins of shape ``(2**N, L, L)`` in binary order: bit ``k``
-        of the row index is 1 where site ``k`` is -1.
+        Returns int8 configurations of shape ``(q**N, L, L)``. For spins the
+        order is binary: bit ``k`` of the row index is 1 where site ``k`` is
+        -1. For ``q`` states, digit ``k`` of the row index in base ``q`` is
+        the state of site ``k``.
         """
         n_sites = self.net.L**2
-        if n_sites > 16:
+        q = self.n_states
+        if q**n_sites > _MAX_ENUMERATED_STATES:
             raise ValueError(
-                f"enumerate_support needs at most 16 sites, got L={self.net.L} "
-                f"({n_sites} sites); sample from the distribution instead"
+                f"enumerate_support needs at most {_MAX_ENUMERATED_STATES} "
+                "configurations (at most 16 sites of spins, 10 sites of 3 states), "
+                f"got {q}**{n_sites} for L={self.net.L}; sample from the "
+                "distribution instead"
             )
-        index = np.arange(2**n_sites)[:, None]
-        bits = (index >> np.arange(n_sites)) & 1
-        configs = (1 - 2 * bits).astype(np.int8).reshape(-1, self.net.L, self.net.L)
+        index = np.arange(q**n_sites)[:, None]
+        digits = (index // q ** np.arange(n_sites)) % q
+        values = 1 - 2 * digits if q == 2 else digits
+        configs = values.astype(np.int8).reshape(-1, self.net.L, self.net.L)
         return jnp.asarray(configs)
 
     def _validate_sample(self, value):
@@ -525,9 +645,16 @@ class AutoregressiveSpins(dist.Distribution):
             return mask  # values are unknown while tracing under jit
         if not bool(jnp.all(mask)):
             values = np.asarray(value)
-            bad = np.unique(values[~np.asarray(spin_support(values))])
+            allowed = np.asarray(self.support.base_constraint(values))
+            bad = np.unique(values[~allowed])
+            if self.n_states == 2:
+                raise ValueError(
+                    f"AutoregressiveSpins.log_prob expects Ising spins -1/+1, got "
+                    f"values {bad[:5].tolist()}; map 0/1 data with s = 2 * x - 1"
+                )
+            top = self.n_states - 1
             raise ValueError(
-                f"AutoregressiveSpins.log_prob expects Ising spins -1/+1, got values "
-                f"{bad[:5].tolist()}; map 0/1 data with s = 2 * x - 1"
+                f"AutoregressiveSpins.log_prob expects Potts states 0..{top}, got "
+                f"values {bad[:5].tolist()}; store states as integers from 0"
             )
         return mask
