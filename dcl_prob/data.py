@@ -3,16 +3,23 @@
 An HDF5 data set contains the dataset ``spins`` (int8, shape ``(n, L, L)``)
 and root attributes that describe how the samples were made. They are
 ``model``, ``lattice`` (``"square_periodic"``), ``L``, the couplings (``J``
-and ``h`` for the Ising model), ``temperature``, ``sampler``, ``seed``,
-``encoding`` (``"pm1"`` for -1/+1 spins), ``tau_int_energy``,
-``tau_int_abs_m`` and ``thin``. An NPZ file contains the arrays ``spins``
-and ``temperature``. Neither format is ever read with pickle.
+and ``h`` for the Ising model, ``q`` and ``J`` for Potts and clock models),
+``temperature``, ``sampler``, ``seed``, ``encoding``, ``tau_int_energy``,
+``tau_int_abs_m`` and ``thin``. A spin glass (``model="spin-glass"``) also
+has the dataset ``bonds``, float32 of shape ``(2, L, L)`` as in
+:class:`dcl_prob.hamiltonians.EdwardsAndersonModel`. An NPZ file contains
+the arrays ``spins`` and ``temperature``, and optionally ``bonds`` and
+single-number arrays such as ``q``, which become attributes. Neither format
+is ever read with pickle.
+
+Encodings: ``"pm1"`` stores -1/+1 spins, ``"01"`` 0/1 spins (0 is spin -1,
+read only), and ``"potts"`` the states ``0 .. q-1`` of a Potts or clock
+model, with the number of states in the attribute ``q``.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
 import secrets
 import zipfile
@@ -20,6 +27,15 @@ from typing import NamedTuple
 
 import h5py
 import numpy as np
+
+from dcl_prob.data_validation import (
+    ENCODINGS,
+    SPIN_GLASS_MODEL,
+    check_bonds_for_model,
+    validate_q,
+    validate_spins,
+    validate_temperature,
+)
 
 __all__ = [
     "ENCODINGS",
@@ -32,20 +48,24 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# Spin encodings: "pm1" stores -1/+1, "01" stores 0/1 (0 is spin -1).
-ENCODINGS = ("pm1", "01")
 REQUIRED_ATTRS = ("model", "temperature")
+# Models whose states are 0..q-1 and stored with the "potts" encoding.
+POTTS_ENCODED_MODELS = ("potts", "clock")
 _SPINS_DATASET = "spins"
+_BONDS_DATASET = "bonds"
 
 
 class Dataset(NamedTuple):
     """A data set as loaded by :func:`load_dataset`."""
 
-    spins: (
-        np.ndarray
-    )  # int8, shape (n, L, L), values -1/+1 whatever the file's encoding
+    # int8, shape (n, L, L): -1/+1 spins whatever the file's encoding, or
+    # the states 0..q-1 for the "potts" encoding
+    spins: np.ndarray
     temperature: float  # temperature of the samples (k_B = 1)
     attrs: dict  # the file's attributes as Python scalars, strings and lists
+    # float32, shape (2, L, L): couplings of a spin glass; None for the other
+    # models
+    bonds: np.ndarray | None = None
 
 
 def check_output_path(path: str | os.PathLike, *, overwrite: bool = False) -> None:
@@ -89,28 +109,46 @@ def save_dataset(
     *,
     attrs: dict,
     overwrite: bool = False,
+    bonds=None,
 ) -> None:
     """Write spins and their attributes to the HDF5 file ``path``, atomically.
 
     The file is written to a temporary file in the same directory and then
     moved to ``path``, so ``path`` never contains a partly written file. The
-    attributes ``lattice``, ``L`` and ``encoding`` are added when missing.
+    attributes ``lattice``, ``L`` and ``encoding`` are added when missing;
+    the encoding is ``"potts"`` for the models ``"potts"`` and ``"clock"``
+    and ``"pm1"`` for the others.
 
     Args:
         path: output file.
-        spins: -1/+1 spins of shape ``(n, L, L)``, stored as int8.
-        attrs: attributes; must contain ``model`` and ``temperature``. See
+        spins: int8 array of shape ``(n, L, L)``: -1/+1 spins, or the states
+            ``0 .. q-1`` of a Potts or clock model.
+        attrs: attributes; must contain ``model`` and ``temperature``, and
+            ``q`` for the ``"potts"`` encoding. See
             :meth:`dcl_prob.montecarlo.SimulationResult.dataset_attrs`.
         overwrite: replace an existing file.
+        bonds: float array ``(2, L, L)`` of the couplings, required for
+            ``model="spin-glass"`` and rejected for other models; stored as
+            the float32 dataset ``bonds``.
 
     Raises:
         FileExistsError: if ``path`` exists and ``overwrite`` is False.
         FileNotFoundError: if the directory of ``path`` does not exist.
-        ValueError: for spins that are not -1/+1 of shape ``(n, L, L)`` with
-            ``n >= 1``, or for missing or invalid attributes.
+        ValueError: for spins that are not of the encoding or not of shape
+            ``(n, L, L)`` with ``n >= 1``, for missing or invalid attributes,
+            and for missing, unexpected or invalid bonds.
     """
     path = os.fspath(path)
-    spins = _validate_spins(np.asarray(spins), "pm1", source="spins")
+    model = attrs.get("model")
+    default_encoding = "potts" if model in POTTS_ENCODED_MODELS else "pm1"
+    encoding = attrs.get("encoding", default_encoding)
+    if encoding not in ("pm1", "potts"):
+        raise ValueError(
+            f"attrs['encoding']={encoding!r} is invalid: save_dataset stores "
+            "-1/+1 spins ('pm1') or Potts states 0..q-1 ('potts')"
+        )
+    q = validate_q(attrs.get("q"), source="attrs['q']") if encoding == "potts" else None
+    spins = validate_spins(np.asarray(spins), encoding, source="spins", q=q)
     L = spins.shape[-1]
 
     missing = [key for key in REQUIRED_ATTRS if key not in attrs]
@@ -119,15 +157,11 @@ def save_dataset(
             f"attrs is missing {missing}: a data set needs at least "
             f"{list(REQUIRED_ATTRS)}"
         )
-    _validate_temperature(attrs["temperature"], source="attrs['temperature']")
-    attrs = {"lattice": "square_periodic", "L": L, "encoding": "pm1", **attrs}
+    validate_temperature(attrs["temperature"], source="attrs['temperature']")
+    attrs = {"lattice": "square_periodic", "L": L, **attrs, "encoding": encoding}
     if attrs["L"] != L:
         raise ValueError(f"attrs['L']={attrs['L']!r} does not match spins of L={L}")
-    if attrs["encoding"] != "pm1":
-        raise ValueError(
-            f"attrs['encoding']={attrs['encoding']!r} is invalid: save_dataset "
-            "always stores -1/+1 spins, so the encoding is 'pm1'"
-        )
+    bonds = check_bonds_for_model(bonds, model, L, source="bonds")
     values = {key: _attr_value(key, value) for key, value in attrs.items()}
 
     check_output_path(path, overwrite=overwrite)
@@ -140,6 +174,8 @@ def save_dataset(
     try:
         with h5py.File(temporary, "x") as file:
             file.create_dataset(_SPINS_DATASET, data=spins, dtype=np.int8)
+            if bonds is not None:
+                file.create_dataset(_BONDS_DATASET, data=bonds, dtype=np.float32)
             for key, value in values.items():
                 file.attrs[key] = value
         if overwrite:
@@ -181,27 +217,32 @@ def load_dataset(path: str | os.PathLike, *, encoding: str | None = None) -> Dat
     Args:
         path: an HDF5 file with dataset ``spins`` and attribute
             ``temperature``, or an NPZ file with arrays ``spins`` and
-            ``temperature``.
-        encoding: ``"pm1"`` (-1/+1 values) or ``"01"`` (0/1 values, 0 is
-            spin -1). None uses the file's ``encoding`` attribute, else
-            ``"pm1"``.
+            ``temperature``. Spin-glass data also have ``bonds``.
+        encoding: ``"pm1"`` (-1/+1 values), ``"01"`` (0/1 values, 0 is
+            spin -1) or ``"potts"`` (states ``0 .. q-1``, with ``q`` from the
+            file). None uses the file's ``encoding`` attribute, else
+            ``"potts"`` for the models ``"potts"`` and ``"clock"`` and
+            ``"pm1"`` for the others.
 
     Returns:
-        A :class:`Dataset` with int8 -1/+1 spins of shape ``(n, L, L)``.
+        A :class:`Dataset` with int8 spins of shape ``(n, L, L)``: -1/+1, or
+        the Potts states for the ``"potts"`` encoding, and the float32 bonds
+        of a spin glass.
 
     Raises:
         FileNotFoundError: if ``path`` does not exist.
         ValueError: if the file is neither HDF5 nor NPZ, lacks spins or a
-            temperature, or its spins are empty, of the wrong shape, or not
-            of the encoding.
+            temperature, its spins are empty, of the wrong shape, or not of
+            the encoding, ``q`` is missing or invalid for the ``"potts"``
+            encoding, or the bonds of a spin glass are missing or invalid.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"data set {path} not found")
     if h5py.is_hdf5(path):
-        raw_spins, attrs = _read_hdf5(path)
+        raw_spins, attrs, raw_bonds = _read_hdf5(path)
     elif zipfile.is_zipfile(path):
-        raw_spins, attrs = _read_npz(path)
+        raw_spins, attrs, raw_bonds = _read_npz(path)
     else:
         raise ValueError(
             f"{path} is neither an HDF5 nor an NPZ file; write the data set with "
@@ -213,18 +254,28 @@ def load_dataset(path: str | os.PathLike, *, encoding: str | None = None) -> Dat
             f"{path} has no temperature; store it as the attribute "
             "'temperature' (HDF5) or the array 'temperature' (NPZ)"
         )
-    temperature = _validate_temperature(
+    temperature = validate_temperature(
         attrs["temperature"], source=f"temperature in {path}"
     )
+    model = attrs.get("model")
     if encoding is None:
-        encoding = attrs.get("encoding", "pm1")
-    spins = _validate_spins(raw_spins, encoding, source=path)
+        default = "potts" if model in POTTS_ENCODED_MODELS else "pm1"
+        encoding = attrs.get("encoding", default)
+    q = None
+    if encoding == "potts":
+        q = validate_q(attrs.get("q"), source=f"q in {path}")
+    spins = validate_spins(raw_spins, encoding, source=path, q=q)
     if "L" in attrs and attrs["L"] != spins.shape[-1]:
         raise ValueError(
             f"{path} is inconsistent: attribute L={attrs['L']!r} but the spins "
             f"have shape {spins.shape}"
         )
-    return Dataset(spins, temperature, attrs)
+    # Files without a model attribute, such as NPZ files, may carry bonds.
+    bonds_model = SPIN_GLASS_MODEL if model is None and raw_bonds is not None else model
+    bonds = check_bonds_for_model(
+        raw_bonds, bonds_model, spins.shape[-1], source=f"bonds in {path}"
+    )
+    return Dataset(spins, temperature, attrs, bonds)
 
 
 def _python_value(value):
@@ -257,8 +308,14 @@ def _read_hdf5(path: str):
         if not isinstance(node, h5py.Dataset):
             raise ValueError(f"'spins' in {path} is a group, not a dataset")
         spins = node[()]
+        bonds = None
+        if _BONDS_DATASET in file:
+            node = file[_BONDS_DATASET]
+            if not isinstance(node, h5py.Dataset):
+                raise ValueError(f"'bonds' in {path} is a group, not a dataset")
+            bonds = node[()]
         attrs = {key: _python_value(value) for key, value in file.attrs.items()}
-    return spins, attrs
+    return spins, attrs, bonds
 
 
 def _read_npz(path: str):
@@ -276,6 +333,7 @@ def _read_npz(path: str):
     if _SPINS_DATASET not in arrays:
         raise ValueError(f"{path} has no array 'spins'; it contains {sorted(arrays)}")
     spins = arrays.pop(_SPINS_DATASET)
+    bonds = arrays.pop(_BONDS_DATASET, None)
     temperature = arrays.get("temperature")
     if temperature is not None and temperature.size != 1:
         raise ValueError(
@@ -288,74 +346,4 @@ def _read_npz(path: str):
         for name, array in arrays.items()
         if array.size == 1
     }
-    return spins, attrs
-
-
-def _validate_temperature(value, *, source: str) -> float:
-    try:
-        temperature = float(value)
-    except (TypeError, ValueError):
-        temperature = math.nan
-    if not (math.isfinite(temperature) and temperature > 0):
-        raise ValueError(
-            f"{source}={value!r} is invalid: the temperature must be a positive, "
-            "finite number"
-        )
-    return temperature
-
-
-def _validate_spins(spins: np.ndarray, encoding: str, *, source: str) -> np.ndarray:
-    """Check raw spins of the given encoding and return int8 -1/+1 spins."""
-    if encoding not in ENCODINGS:
-        raise ValueError(f"encoding={encoding!r} is invalid: use one of {ENCODINGS}")
-    if spins.dtype.kind not in "biuf":
-        raise ValueError(
-            f"spins in {source} have dtype {spins.dtype}; expected numbers"
-        )
-    if spins.ndim != 3:
-        hint = ""
-        if spins.ndim == 2 and math.isqrt(spins.shape[1]) ** 2 == spins.shape[1]:
-            side = math.isqrt(spins.shape[1])
-            hint = f"; for flattened lattices use spins.reshape(-1, {side}, {side})"
-        elif spins.ndim == 2:
-            hint = "; for a single configuration use spins[None]"
-        raise ValueError(
-            f"spins in {source} have shape {spins.shape}; expected "
-            f"(n_samples, L, L){hint}"
-        )
-    n, rows, columns = spins.shape
-    if rows != columns:
-        raise ValueError(
-            f"spins in {source} have shape {spins.shape}: the lattice is not "
-            "square (L x L)"
-        )
-    if rows < 2:
-        raise ValueError(f"spins in {source} have L={rows}; L must be at least 2")
-    if n == 0:
-        raise ValueError(f"spins in {source} are empty: the data set has 0 samples")
-
-    if spins.dtype.kind == "f":
-        if not np.all(np.isfinite(spins)):
-            raise ValueError(f"spins in {source} contain NaN or infinite values")
-        if np.any(spins != np.round(spins)):
-            raise ValueError(
-                f"spins in {source} contain non-integer values; expected integer spins"
-            )
-    values = np.unique(spins)
-    allowed = {"pm1": (-1, 1), "01": (0, 1)}[encoding]
-    if not np.isin(values, allowed).all():
-        shown = values[:10].tolist()
-        hint = ""
-        if encoding == "pm1" and np.isin(values, (0, 1)).all():
-            hint = "; the values are 0/1, so pass encoding='01' (--encoding 01)"
-        if encoding == "01" and np.isin(values, (-1, 1)).all():
-            hint = "; the values are -1/+1, so pass encoding='pm1' (--encoding pm1)"
-        expected = "-1/+1" if encoding == "pm1" else "0/1"
-        raise ValueError(
-            f"spins in {source} contain the values {shown}, which are not "
-            f"{expected}{hint}"
-        )
-    spins = spins.astype(np.int8)
-    if encoding == "01":
-        spins = 2 * spins - 1
-    return spins.astype(np.int8, copy=False)
+    return spins, attrs, bonds

@@ -9,6 +9,10 @@ units of energy.
   torus at ``h = 0`` for any ``L`` (B. Kaufman, Phys. Rev. 76, 1232 (1949)).
 - :func:`enumerate_ising` and :func:`boltzmann_probabilities` sum over all
   ``2**N`` states by brute force, for ``N <= 16``.
+- :func:`enumerate_model` (from :mod:`dcl_prob.enumeration`) does the same
+  for every model of :mod:`dcl_prob.hamiltonians` on tiny lattices.
+- :func:`potts_critical_temperature` is the exact transition temperature of
+  the q-state Potts model on the square lattice.
 """
 
 from __future__ import annotations
@@ -18,17 +22,28 @@ from typing import NamedTuple
 
 import numpy as np
 
+from dcl_prob.enumeration import (
+    ModelEnumeration,
+    all_states,
+    configuration_index,
+    enumerate_model,
+)
 from dcl_prob.lattice import check_lattice_size
 
 __all__ = [
     "ISING_TC",
     "EnumerationResult",
     "KaufmanResult",
+    "ModelEnumeration",
     "all_configurations",
+    "all_states",
     "boltzmann_probabilities",
+    "configuration_index",
     "enumerate_ising",
+    "enumerate_model",
     "kaufman",
     "kaufman_log_z",
+    "potts_critical_temperature",
 ]
 
 ISING_TC = 2.0 / math.log(1.0 + math.sqrt(2.0))
@@ -39,6 +54,31 @@ MAX_ENUMERATION_SITES = 16
 # sinh(gamma_0 / 2)^2 with gamma_0 ~ 2 |J| / T overflows float64 from |J| / T of
 # about 355, so this limit leaves a margin.
 MAX_KAUFMAN_COUPLING = 300.0
+
+
+def potts_critical_temperature(q: int, J: float = 1.0) -> float:
+    """Return the exact critical temperature ``J / ln(1 + sqrt(q))`` of the
+    q-state Potts model ``H = -J sum_<ij> delta(s_i, s_j)`` on the infinite
+    square lattice (``k_B = 1``).
+
+    It is the self-dual point of the square-lattice Potts model. The
+    transition is continuous for ``q <= 4`` and first order for ``q > 4``.
+    For ``q = 2`` it is :data:`ISING_TC` at coupling ``J / 2``, because
+    ``delta(s, s') = (1 + s s') / 2`` maps the model onto the Ising model.
+
+    Raises:
+        ValueError: if ``q`` is not an integer >= 2 or ``J`` is not finite and
+            > 0.
+    """
+    if isinstance(q, bool) or int(q) != q or q < 2:
+        raise ValueError(f"q={q!r} is invalid: pass an integer number of states >= 2")
+    J = float(J)
+    if not (math.isfinite(J) and J > 0):
+        raise ValueError(
+            f"J={J} is invalid: the Potts transition needs a ferromagnetic, "
+            "finite coupling J > 0"
+        )
+    return J / math.log(1.0 + math.sqrt(q))
 
 
 class KaufmanResult(NamedTuple):

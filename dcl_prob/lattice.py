@@ -7,15 +7,56 @@ number of leading batch or chain axes is allowed. Boundaries are periodic
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 __all__ = [
+    "DIAGONAL_OFFSETS",
+    "NEAREST_OFFSETS",
     "check_lattice_size",
     "checkerboard_mask",
     "neighbour_sum",
+    "offset_sum",
+    "real_dtype",
+    "shift",
     "site_order",
 ]
+
+# Bond directions (di, dj), one per pair of opposite directions: a site
+# interacts with the sites at +(di, dj) and -(di, dj).
+NEAREST_OFFSETS = ((0, 1), (1, 0))
+DIAGONAL_OFFSETS = ((1, 1), (1, -1))
+
+
+def real_dtype():
+    """Float dtype of model energies: float32, or float64 inside
+    ``jax.enable_x64(True)``."""
+    return jax.dtypes.canonicalize_dtype(jnp.float64)
+
+
+def shift(
+    x: jnp.ndarray,
+    offset: tuple[int, int],
+    sign: int = 1,
+    axes: tuple[int, int] = (-2, -1),
+) -> jnp.ndarray:
+    """Return ``y`` with ``y[i, j] = x[i + sign * di, j + sign * dj]``, periodic.
+
+    ``offset`` is ``(di, dj)`` and ``axes`` are the two lattice axes of ``x``.
+    """
+    di, dj = offset
+    return jnp.roll(x, (-sign * di, -sign * dj), axis=axes)
+
+
+def offset_sum(x: jnp.ndarray, offsets, axes: tuple[int, int] = (-2, -1)):
+    """Sum of ``x`` over the sites at ``+offset`` and ``-offset`` of every site.
+
+    With :data:`NEAREST_OFFSETS` this is :func:`neighbour_sum`.
+    """
+    return sum(
+        shift(x, offset, 1, axes) + shift(x, offset, -1, axes) for offset in offsets
+    )
 
 
 def check_lattice_size(L: int, *, name: str = "L", multiple_of: int = 1) -> int:

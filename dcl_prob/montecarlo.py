@@ -1,10 +1,12 @@
 """Reference Monte Carlo: decorrelated equilibrium samples of a lattice model.
 
 :func:`simulate` runs vectorised chains of a sampler from
-:mod:`dcl_prob.samplers` in three stages:
+:mod:`dcl_prob.samplers` (see :mod:`dcl_prob.samplers.registry` for the
+names and the models each accepts) in three stages:
 
 1. burn-in from random (infinite-temperature) spins, discarded;
-2. a pilot run that records energy and ``|m|`` after every step and measures
+2. a pilot run that records the energy and the model's order parameter
+   (``|m|`` for the Ising model) after every step and measures
    their integrated autocorrelation times from ArviZ's bulk ESS as
    ``tau = draws * chains / ess_bulk``, so uncorrelated draws give 1. The
    pilot is doubled until it is at least ``PILOT_TAU_FACTOR`` times the
@@ -13,7 +15,9 @@
 
 Every stage runs in chunks of steps inside one jitted ``lax.scan`` and
 returns to Python only to update the progress bar. A step is one sweep for
-the checkerboard sampler and one cluster flip for Wolff. Samples are taken
+the checkerboard samplers, one cluster flip for Wolff, one update of all
+clusters for Swendsen-Wang, and one sweep of every replica plus one round of
+swaps for parallel tempering. Samples are taken
 after a fixed number of steps, never after a state-dependent number, because
 measuring a cluster sampler after a state-dependent number of flips biases
 the samples.
@@ -24,7 +28,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Callable
 from functools import partial
 from typing import NamedTuple
 
@@ -35,12 +38,13 @@ import numpy as np
 from tqdm import tqdm
 
 from dcl_prob.diagnostics import integrated_autocorrelation_time
-from dcl_prob.hamiltonians import IsingModel
 from dcl_prob.lattice import check_lattice_size
-from dcl_prob.samplers import checkerboard as checkerboard_module
 from dcl_prob.samplers.checkerboard import check_temperature
-from dcl_prob.samplers.wolff import build_kernel as build_wolff_kernel
-from dcl_prob.samplers.wolff import init as init_wolff
+from dcl_prob.samplers.registry import (
+    SAMPLERS,
+    resolve_sampler,
+    temperature_ladder,
+)
 
 __all__ = [
     "DEFAULT_BURN_IN",
@@ -55,18 +59,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-class _SamplerSpec(NamedTuple):
-    init: Callable  # (spins, model) -> state
-    build_kernel: Callable  # model -> kernel(rng_key, state, temperature)
-    stat_field: str  # info field averaged over the production run
-
-
-SAMPLERS = {
-    "checkerboard": _SamplerSpec(
-        checkerboard_module.init, checkerboard_module.build_kernel, "acceptance_rate"
-    ),
-    "wolff": _SamplerSpec(init_wolff, build_wolff_kernel, "cluster_size"),
-}
 DEFAULT_N_CHAINS = 32
 DEFAULT_BURN_IN = 1000
 DEFAULT_PILOT_STEPS = 2000
@@ -87,9 +79,14 @@ class SimulationResult(NamedTuple):
     ``k % n_chains``, draw ``k // n_chains``.
     """
 
-    spins: np.ndarray  # int8, shape (n_samples, L, L), values -1/+1
+    # int8, shape (n_samples, L, L): -1/+1 spins, or states 0..q-1 of a Potts
+    # or clock model
+    spins: np.ndarray
     energy: np.ndarray  # float32, shape (n_samples,), total energy of each sample
-    abs_m: np.ndarray  # float32, shape (n_samples,), |magnetization| per spin
+    # float32, shape (n_samples,): model.order_parameter of each sample, |m| per
+    # spin for the Ising-type models and the spin glass, the Potts order
+    # parameter and the modulus of the clock magnetization
+    abs_m: np.ndarray
     # integrated autocorrelation times in steps from the pilot run, keys
     # "energy" and "abs_m"
     tau_int: dict
@@ -100,33 +97,53 @@ class SimulationResult(NamedTuple):
     n_chains: int
     sampler: str
     temperature: float
-    # checkerboard: mean acceptance probability of production;
-    # wolff: 1.0, because every cluster flip is accepted
+    # Production mean of: the probability that a site changes (checkerboard,
+    # heat-bath), the swap acceptance rate over the ladder pairs
+    # (parallel-tempering), or 1.0, because every cluster update is accepted
+    # (wolff, swendsen-wang).
     acceptance: float
-    mean_cluster_size: float | None  # wolff: mean spins per flip; else None
+    # wolff: mean spins per flip; swendsen-wang: mean of L * L / clusters;
+    # else None
+    mean_cluster_size: float | None
+    # parallel-tempering: the ladder (increasing) that contains temperature;
+    # else None
+    temperatures: tuple[float, ...] | None = None
 
-    def dataset_attrs(self, model: IsingModel, *, seed: int) -> dict:
-        """Return the attributes that :func:`dcl_prob.data.save_dataset` writes."""
+    def dataset_attrs(self, model, *, seed: int) -> dict:
+        """Return the attributes that :func:`dcl_prob.data.save_dataset` writes.
+
+        A spin glass also needs its bonds: pass ``bonds=model.bonds`` to
+        ``save_dataset``.
+        """
         L = int(self.spins.shape[-1])
-        return {
+        attrs = {
             **model.to_dict(),
             "lattice": "square_periodic",
             "L": L,
             "temperature": self.temperature,
             "sampler": self.sampler,
             "seed": int(seed),
-            "encoding": "pm1",
+            "encoding": model.encoding,
             "tau_int_energy": self.tau_int["energy"],
             "tau_int_abs_m": self.tau_int["abs_m"],
             "thin": self.thin,
             "burn_in": self.burn_in,
             "n_chains": self.n_chains,
         }
+        if self.temperatures is not None:
+            attrs["temperatures"] = list(self.temperatures)
+        return attrs
 
 
-def _random_spins(key: jax.Array, n_chains: int, L: int) -> jax.Array:
-    up = jax.random.bernoulli(key, 0.5, (n_chains, L, L))
-    return jnp.where(up, 1, -1).astype(jnp.int8)
+def _random_spins(key: jax.Array, shape: tuple, state_values) -> jax.Array:
+    """Uniformly random states of the model's ``state_values``, int8 ``shape``."""
+    if len(state_values) == 2:
+        up = jax.random.bernoulli(key, 0.5, shape)
+        return jnp.where(up, int(state_values[1]), int(state_values[0])).astype(
+            jnp.int8
+        )
+    values = jnp.asarray(state_values, dtype=jnp.int8)
+    return values[jax.random.randint(key, shape, 0, len(state_values))]
 
 
 @partial(jax.jit, static_argnames=("model", "sampler"))
@@ -140,6 +157,7 @@ def _run_chunk(
     state,
     key,
     temperature,
+    target,
     first_step,
     thin,
     n_valid,
@@ -155,7 +173,8 @@ def _run_chunk(
     ``n_valid`` on run no steps, so one compiled shape also serves the last,
     shorter chunk of a stage. The key of global step ``t`` of a stage is
     ``fold_in(key, t)``, so the chains do not depend on how a stage is cut
-    into chunks.
+    into chunks. ``temperature`` is the ladder of parallel tempering, and
+    ``target`` the ladder position whose configurations are recorded.
 
     Returns:
         ``(state, energy, abs_m, spins, stat_sum)``: energy and abs_m of
@@ -166,27 +185,34 @@ def _run_chunk(
     spec = SAMPLERS[sampler]
     kernel = spec.build_kernel(model)
     step_chains = jax.vmap(kernel, in_axes=(0, 0, None))
-    n_chains = state.spins.shape[0]
+    observe_chains = jax.vmap(spec.observe, in_axes=(0, None))
+    statistic_chains = jax.vmap(spec.statistic)
+    n_chains = _n_chains(state)
 
     def one_step(step, carry):
         state, stat_sum = carry
         keys = jax.random.split(jax.random.fold_in(key, step), n_chains)
         state, info = step_chains(keys, state, temperature)
-        return state, stat_sum + getattr(info, spec.stat_field).astype(jnp.float32)
+        return state, stat_sum + statistic_chains(info).astype(jnp.float32)
 
     def one_draw(carry, draw):
         start = first_step + draw * thin
         n_steps = jnp.where(draw < n_valid, thin, 0)
         state, stat_sum = jax.lax.fori_loop(start, start + n_steps, one_step, carry)
-        abs_m = jnp.abs(jnp.mean(state.spins.astype(jnp.float32), axis=(-2, -1)))
-        spins = state.spins if store_spins else None
-        return (state, stat_sum), (state.energy, abs_m, spins)
+        spins, energy = observe_chains(state, target)
+        abs_m = model.order_parameter(spins)
+        return (state, stat_sum), (energy, abs_m, spins if store_spins else None)
 
     carry = (state, jnp.zeros((n_chains,), jnp.float32))
     (state, stat_sum), (energy, abs_m, spins) = jax.lax.scan(
         one_draw, carry, jnp.arange(n_draws, dtype=jnp.int32)
     )
     return state, energy, abs_m, spins, stat_sum
+
+
+def _n_chains(state) -> int:
+    """Return the size of the leading chain axis of a batched state."""
+    return jax.tree.leaves(state)[0].shape[0]
 
 
 def _chunk_draws(total_draws: int, thin: int) -> int:
@@ -199,10 +225,11 @@ def _chunk_draws(total_draws: int, thin: int) -> int:
 class _Runner:
     """Runs the stages of all chains and advances one progress bar."""
 
-    def __init__(self, model, sampler, temperature, state, progress_bar):
+    def __init__(self, model, sampler, temperature, target, state, progress_bar):
         self.model = model
         self.sampler = sampler
-        self.temperature = jnp.float32(temperature)
+        self.temperature = jnp.asarray(temperature, dtype=jnp.float32)
+        self.target = jnp.int32(target)
         self.state = state
         self.progress_bar = progress_bar
 
@@ -225,6 +252,7 @@ class _Runner:
                 self.state,
                 key,
                 self.temperature,
+                self.target,
                 jnp.int32(done * thin),
                 jnp.int32(thin),
                 jnp.int32(n_valid),
@@ -241,7 +269,7 @@ class _Runner:
             self.progress_bar.update(n_valid * thin)
             done += n_valid
 
-        n_chains = self.state.spins.shape[0]
+        n_chains = _n_chains(self.state)
         stat_mean = stat_total / (total_draws * thin * n_chains)
         stored = np.concatenate(spins) if store_spins else None
         return np.concatenate(energies), np.concatenate(abs_ms), stored, stat_mean
@@ -307,32 +335,41 @@ def _run_pilot(runner: _Runner, key: jax.Array, pilot_steps: int):
 
 
 def simulate(
-    model: IsingModel,
+    model,
     L: int,
     temperature: float,
     n_samples: int,
     *,
     key: jax.Array,
-    sampler: str = "wolff",
+    sampler: str | None = None,
     n_chains: int = DEFAULT_N_CHAINS,
     burn_in: int = DEFAULT_BURN_IN,
     pilot_steps: int = DEFAULT_PILOT_STEPS,
     thin: int | None = None,
+    temperatures=None,
     progress: bool = True,
 ) -> SimulationResult:
     """Draw ``n_samples`` decorrelated equilibrium configurations of ``model``.
 
     Args:
-        model: the Hamiltonian (``IsingModel``).
-        L: linear lattice size; the checkerboard sampler needs an even ``L``.
+        model: a model of :mod:`dcl_prob.hamiltonians` (Ising, Ising-NNN,
+            Potts, clock or Edwards-Anderson spin glass).
+        L: linear lattice size, at least 2; for the spin glass the ``L`` of
+            its bonds.
         temperature: temperature ``T`` (k_B = 1).
         n_samples: number of configurations returned, split over the chains.
         key: JAX PRNG key; the same key gives bitwise the same output on the
             same platform.
-        sampler: ``"wolff"`` (one step is one cluster flip; ``h = 0`` only)
-            or ``"checkerboard"`` (one step is one Metropolis sweep). Far
-            above T_c Wolff clusters have few spins, so there the
-            checkerboard sampler decorrelates faster per second.
+        sampler: a name of :data:`~dcl_prob.samplers.registry.SAMPLERS`, or
+            None for the model's default: ``"wolff"`` for the Ising model,
+            ``"swendsen-wang"`` for Potts, ``"parallel-tempering"`` for the
+            spin glass, ``"heat-bath"`` for the others. ``"wolff"`` (one step
+            is one cluster flip; ``h = 0`` only) or ``"checkerboard"`` (one
+            step is one Metropolis sweep) for the Ising model: far above T_c
+            Wolff clusters have few spins, so there the checkerboard sampler
+            decorrelates faster per second. For the other models
+            ``"checkerboard"`` runs ``"heat-bath"``, and the result records
+            that name.
         n_chains: independent chains run in parallel with ``jax.vmap``.
         burn_in: steps per chain discarded before the pilot run. The pilot,
             at least ``PILOT_TAU_FACTOR * tau`` steps long, also precedes
@@ -342,6 +379,11 @@ def simulate(
             (up to ``MAX_PILOT_STEPS``) until it is long enough.
         thin: steps per chain between stored samples; None uses
             ``ceil(max(tau_energy, tau_abs_m))``, at least 1.
+        temperatures: ladder of ``"parallel-tempering"``, increasing and
+            containing ``temperature``; None uses
+            :func:`~dcl_prob.samplers.registry.temperature_ladder`'s default,
+            16 temperatures from ``T`` to ``4 T``. Rejected for the other
+            samplers.
         progress: show a tqdm progress bar. It is always off when the
             environment variable ``CI`` is set.
 
@@ -349,14 +391,18 @@ def simulate(
         A :class:`SimulationResult`.
 
     Raises:
-        ValueError: for an unknown sampler or an invalid size, count or
-            temperature, and for ``h != 0`` with Wolff.
+        ValueError: for an unknown sampler, a sampler that does not accept
+            the model, an invalid size, count, temperature or ladder, and
+            for ``h != 0`` with Wolff.
     """
-    if sampler not in SAMPLERS:
-        raise ValueError(
-            f"sampler={sampler!r} is invalid: use one of {sorted(SAMPLERS)}"
-        )
+    sampler = resolve_sampler(model, sampler)
+    spec = SAMPLERS[sampler]
     L = check_lattice_size(L)
+    if getattr(model, "L", L) != L:
+        raise ValueError(
+            f"L={L} is invalid for a spin glass with bonds of L={model.L}: pass "
+            f"L={model.L} or draw bonds for L={L}"
+        )
     check_temperature(temperature)
     temperature = float(temperature)
     n_samples = _check_count("n_samples", n_samples, 1)
@@ -365,12 +411,27 @@ def simulate(
     pilot_steps = _check_count("pilot_steps", pilot_steps, 2)
     if thin is not None:
         thin = _check_count("thin", thin, 1)
+    if spec.uses_ladder:
+        ladder, target = temperature_ladder(temperature, temperatures)
+        run_temperature = ladder
+        chain_shape = (n_chains, ladder.size, L, L)
+    elif temperatures is not None:
+        raise ValueError(
+            f"temperatures={temperatures!r} is invalid for sampler={sampler!r}: "
+            "a ladder is used only by sampler='parallel-tempering'; remove it"
+        )
+    else:
+        ladder, target = None, 0
+        run_temperature = temperature
+        chain_shape = (n_chains, L, L)
     # Building the kernel here makes h != 0 with Wolff fail before compilation.
-    SAMPLERS[sampler].build_kernel(model)
+    spec.build_kernel(model)
 
     init_key, burn_key, pilot_key, production_key = jax.random.split(key, 4)
     state = _init_chains(
-        _random_spins(init_key, n_chains, L), model=model, sampler=sampler
+        _random_spins(init_key, chain_shape, model.state_values),
+        model=model,
+        sampler=sampler,
     )
     n_draws = math.ceil(n_samples / n_chains)
     progress_bar = tqdm(
@@ -380,7 +441,7 @@ def simulate(
         disable=not progress or "CI" in os.environ,
     )
     with progress_bar:
-        runner = _Runner(model, sampler, temperature, state, progress_bar)
+        runner = _Runner(model, sampler, run_temperature, target, state, progress_bar)
         if burn_in:
             runner.run(burn_key, burn_in, 1, store_spins=False)
 
@@ -401,7 +462,7 @@ def simulate(
             thin = max(1, math.ceil(tau_max))
             progress_bar.total += n_draws * (thin - 1)
         logger.info(
-            "tau_int: energy %.2f, |m| %.2f steps; thin = %d",
+            "tau_int: energy %.2f, order parameter %.2f steps; thin = %d",
             tau["energy"],
             tau["abs_m"],
             thin,
@@ -414,7 +475,7 @@ def simulate(
     spins = spins.reshape(-1, L, L)[:n_samples]
     energy = energy.reshape(-1)[:n_samples]
     abs_m = abs_m.reshape(-1)[:n_samples]
-    is_wolff = sampler == "wolff"
+    is_cluster = sampler in ("wolff", "swendsen-wang")
     return SimulationResult(
         spins=spins,
         energy=energy,
@@ -427,6 +488,7 @@ def simulate(
         n_chains=n_chains,
         sampler=sampler,
         temperature=temperature,
-        acceptance=1.0 if is_wolff else stat_mean,
-        mean_cluster_size=stat_mean if is_wolff else None,
+        acceptance=1.0 if is_cluster else stat_mean,
+        mean_cluster_size=stat_mean if is_cluster else None,
+        temperatures=None if ladder is None else tuple(ladder.tolist()),
     )

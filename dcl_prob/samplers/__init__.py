@@ -6,10 +6,14 @@ the state of one chain from int8 spins of shape ``(L, L)``, and
 ``jax.vmap`` over a leading chain axis to run several chains.
 
 - :func:`checkerboard_metropolis`, :func:`checkerboard_heat_bath`: one step
-  updates every colour class of a proper colouring of the torus (two colours
-  for even ``L``, three for odd ``L``) for the Ising model.
+  updates every colour class of a proper colouring of the interaction graph
+  (two colours for even ``L``, three for odd ``L``; 4 or 9 with diagonal
+  bonds). Metropolis is for the Ising model; the heat bath takes every model
+  of :mod:`dcl_prob.hamiltonians`.
 - :func:`wolff`: one step is one Wolff cluster flip; any ``L >= 2``, zero
   field only.
+- :func:`swendsen_wang`: one step is one Swendsen-Wang update of all
+  clusters of the ferromagnetic Potts model.
 - :func:`single_site_metropolis`: ``blackjax.rmh`` with a one-site flip
   proposal, for any log density; one step is one proposal.
 - :func:`tile_local_metropolis`: one step is one sweep of local Metropolis on
@@ -22,9 +26,10 @@ the state of one chain from int8 spins of shape ``(L, L)``, and
 - :func:`importance_sampling` and :func:`smc_log_z`: ``ln Z`` with an error
   bar, from samples of q or by tempered SMC from infinite temperature.
 
-The names ``wolff`` and ``replica_exchange`` are builder functions here, which
-hide the submodules of the same names. Import from the submodules directly,
-for example ``from dcl_prob.samplers.wolff import build_kernel``.
+The names ``wolff``, ``swendsen_wang`` and ``replica_exchange`` are builder
+functions here, which hide the submodules of the same names. Import from the
+submodules directly, for example
+``from dcl_prob.samplers.wolff import build_kernel``.
 """
 
 from dcl_prob.samplers.checkerboard import (
@@ -46,6 +51,11 @@ from dcl_prob.samplers.replica_exchange import (
 )
 from dcl_prob.samplers.single_site import SweepInfo, single_site_metropolis
 from dcl_prob.samplers.smc import SMCResult, smc_log_z, spin_flip_tempered_smc
+from dcl_prob.samplers.swendsen_wang import (
+    SwendsenWangInfo,
+    SwendsenWangState,
+    swendsen_wang,
+)
 from dcl_prob.samplers.tile_local import (
     TileLocalInfo,
     TileLocalState,
@@ -62,6 +72,8 @@ __all__ = [
     "ReplicaExchangeState",
     "SMCResult",
     "SweepInfo",
+    "SwendsenWangInfo",
+    "SwendsenWangState",
     "TileLocalInfo",
     "TileLocalState",
     "WolffInfo",
@@ -74,6 +86,7 @@ __all__ = [
     "single_site_metropolis",
     "smc_log_z",
     "spin_flip_tempered_smc",
+    "swendsen_wang",
     "tile_local_metropolis",
     "wolff",
 ]

@@ -56,7 +56,14 @@ def _check_square_lattice(spins: jax.Array) -> int:
     return check_lattice_size(spins.shape[0])
 
 
-def _check_zero_field(model: IsingModel) -> None:
+def _check_model(model: IsingModel) -> None:
+    if not isinstance(model, IsingModel):
+        raise ValueError(
+            f"model {getattr(model, 'name', model)!r} is invalid for the Wolff "
+            "sampler, which is "
+            "implemented for the Ising model only; use the heat-bath sampler, "
+            "or Swendsen-Wang for the Potts model"
+        )
     if model.h != 0:
         raise ValueError(
             f"h={model.h!r} is invalid for the Wolff sampler: a cluster flip "
@@ -67,7 +74,7 @@ def _check_zero_field(model: IsingModel) -> None:
 
 def init(position: jax.Array, model: IsingModel) -> WolffState:
     """Create the chain state of the spins ``position`` of shape ``(L, L)``."""
-    _check_zero_field(model)
+    _check_model(model)
     spins = jnp.asarray(position, dtype=jnp.int8)
     _check_square_lattice(spins)
     return WolffState(spins, model.energy(spins).astype(jnp.float32))
@@ -91,7 +98,7 @@ def build_kernel(model: IsingModel) -> Callable:
     Raises:
         ValueError: if ``model.h`` is not zero.
     """
-    _check_zero_field(model)
+    _check_model(model)
 
     def kernel(
         rng_key: jax.Array, state: WolffState, temperature
