@@ -84,20 +84,55 @@ def build_parser() -> argparse.ArgumentParser:
         "simulate", formatter_class=_FORMATTER, help="make Monte Carlo data (HDF5)"
     )
     sim.add_argument(
-        "--model", choices=["ising"], default="ising", help="lattice model"
+        "--model",
+        choices=["ising", "ising-nnn", "potts", "clock", "spin-glass"],
+        default="ising",
+        help="lattice model",
     )
     sim.add_argument("--L", type=_lattice_size, default=16, help="lattice size")
     sim.add_argument("--T", type=_positive_float, default=3.0, help="temperature")
-    sim.add_argument("--J", type=float, default=1.0, help="coupling")
-    sim.add_argument("--h", type=float, default=0.0, help="external field")
+    sim.add_argument("--J", type=float, default=1.0, help="nearest-neighbour coupling")
+    sim.add_argument(
+        "--h", type=float, default=0.0, help="external field (ising, ising-nnn)"
+    )
+    sim.add_argument(
+        "--J2", type=float, default=0.0, help="diagonal coupling (ising-nnn)"
+    )
+    sim.add_argument(
+        "--q", type=int, default=3, help="number of states (potts, clock), >= 2"
+    )
+    sim.add_argument(
+        "--bond-distribution",
+        choices=["gaussian", "pm"],
+        default="gaussian",
+        help="spin-glass bonds: standard normal or +-1",
+    )
+    sim.add_argument(
+        "--bond-seed", type=int, default=0, help="seed of the spin-glass bonds"
+    )
     sim.add_argument(
         "--samples", type=_positive_int, default=20000, help="configurations to store"
     )
     sim.add_argument(
         "--sampler",
-        choices=["wolff", "checkerboard"],
-        default="wolff",
-        help="Wolff cluster flips or checkerboard Metropolis sweeps",
+        choices=[
+            "wolff",
+            "checkerboard",
+            "heat-bath",
+            "swendsen-wang",
+            "parallel-tempering",
+        ],
+        default=None,
+        help="Monte Carlo update (default: wolff for ising, swendsen-wang for "
+        "potts, parallel-tempering for spin-glass, heat-bath otherwise)",
+    )
+    sim.add_argument(
+        "--temperatures",
+        type=_positive_float,
+        nargs="+",
+        default=None,
+        help="ladder of parallel tempering, including --T (default: 16 "
+        "temperatures from T to 4 T)",
     )
     sim.add_argument(
         "--chains", type=_positive_int, default=64, help="independent chains"
@@ -307,15 +342,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _simulation_model(args):
+    """The Hamiltonian that ``dcl simulate`` samples, from its options."""
+    from dcl_prob import hamiltonians
+
+    if args.model != "ising" and args.model != "ising-nnn" and args.h != 0.0:
+        raise ValueError(f"--h {args.h} applies to ising and ising-nnn only")
+    if args.model in ("potts", "clock") and args.q < 2:
+        raise ValueError(f"--q {args.q} is invalid: pass 2 or more states")
+    if args.model == "ising":
+        return hamiltonians.IsingModel(J=args.J, h=args.h)
+    if args.model == "ising-nnn":
+        return hamiltonians.IsingNNNModel(J=args.J, J2=args.J2, h=args.h)
+    if args.model == "potts":
+        return hamiltonians.PottsModel(q=args.q, J=args.J)
+    if args.model == "clock":
+        return hamiltonians.ClockModel(q=args.q, J=args.J)
+    return hamiltonians.EdwardsAndersonModel.random(
+        args.L, distribution=args.bond_distribution, seed=args.bond_seed
+    )
+
+
 def _simulate(args) -> None:
     import jax
 
     from dcl_prob.data import check_output_path, save_dataset
-    from dcl_prob.hamiltonians import IsingModel
     from dcl_prob.montecarlo import simulate
 
     check_output_path(args.output, overwrite=args.force)
-    model = IsingModel(J=args.J, h=args.h)
+    model = _simulation_model(args)
     result = simulate(
         model,
         args.L,
@@ -324,19 +379,21 @@ def _simulate(args) -> None:
         key=jax.random.key(args.seed),
         sampler=args.sampler,
         n_chains=args.chains,
+        temperatures=args.temperatures,
         progress=not args.no_progress,
     )
     save_dataset(
         args.output,
         result.spins,
         attrs=result.dataset_attrs(model, seed=args.seed),
+        bonds=getattr(model, "bonds", None),
         overwrite=args.force,
     )
     print(
         f"wrote {result.spins.shape[0]} configurations of L={args.L} at T={args.T:g} "
         f"to {args.output} (integrated autocorrelation time: energy "
-        f"{result.tau_int['energy']:.2f}, |m| {result.tau_int['abs_m']:.2f} steps; "
-        f"thinned every {result.thin})"
+        f"{result.tau_int['energy']:.2f}, order parameter "
+        f"{result.tau_int['abs_m']:.2f} steps; thinned every {result.thin})"
     )
 
 

@@ -284,3 +284,23 @@ def test_fit_stops_on_non_finite_loss(workflow, tmp_path, capsys):
     assert "model.checkpoint" in message
     assert (tmp_path / "model.checkpoint" / "checkpoint.json").exists()
     assert not model.exists()
+
+
+@pytest.mark.parametrize(
+    "options, low, high, has_bonds",
+    [
+        (["--model", "potts", "--q", "3", "--T", "1.5"], 0, 2, False),
+        (["--model", "spin-glass", "--bond-seed", "3", "--T", "2"], -1, 1, True),
+    ],
+)
+def test_simulate_other_models(tmp_path, options, low, high, has_bonds):
+    out = tmp_path / "data.h5"
+    argv = ["--no-progress", "simulate", "--L", "4", "--samples", "64"]
+    argv += ["--chains", "8", "-o", str(out)] + options
+    assert main(argv) == 0
+    with h5py.File(out, "r") as file:
+        spins = file["spins"][...]
+        assert file.attrs["model"] == options[1]
+        assert ("bonds" in file) == has_bonds
+    assert spins.shape == (64, 4, 4)
+    assert spins.min() >= low and spins.max() <= high
