@@ -14,6 +14,12 @@ a Hamiltonian. It runs two phases:
 With ``joint=True`` a third phase trains q and E together on the sum of the
 likelihood of q, the pseudo-likelihood and the log-variance, so that q is
 also pulled toward ``exp(-E / T0)``.
+
+The data are Ising spins +-1 or Potts (clock) states ``0 .. q-1``, as set by
+:attr:`FitConfig.n_states`. For ``q`` states q has categorical conditionals,
+the pseudo-likelihood uses each site's exact conditional over its ``q``
+values, and the uniform reference configurations draw each state with
+probability ``1 / q``.
 """
 
 from __future__ import annotations
@@ -22,7 +28,6 @@ import dataclasses
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import equinox as eqx
@@ -30,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dcl_prob.fit_config import FitConfig, check_options, check_spins
 from dcl_prob.nn.ednn import ExtensiveEnergy, fix_energy_offset
 from dcl_prob.nn.rnn import AutoregressiveGRU, AutoregressiveSpins
 from dcl_prob.objectives import (
@@ -44,76 +50,6 @@ __all__ = ["FitConfig", "FitResult", "fit", "make_networks", "train_q"]
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class FitConfig:
-    """Hyperparameters of :func:`fit`.
-
-    Attributes:
-        hidden_size: GRU hidden units of q.
-        q_position: position encoding of q, ``"boundary"`` (parameters
-            independent of L, so q moves to other lattice sizes) or ``"site"``
-            (a learned vector per site).
-        q_steps: optimisation steps of the maximum-likelihood phase.
-        q_learning_rate: peak Adam learning rate of q.
-        batch_size: configurations per step.
-        q_z2: symmetrise q under the global spin flip (doubles its cost).
-        focus: focus block side ``f`` of the energy network.
-        context: context border ``c`` of the energy network.
-        energy_hidden: hidden widths of the tile perceptron.
-        z2: make E symmetric under the global spin flip (no field term).
-        energy_steps: optimisation steps of the energy phase.
-        energy_learning_rate: peak Adam learning rate of E.
-        lv_weight: weight of the log-variance term against the pseudo-likelihood.
-            NOTE: with the default 0.1 the demo's energy came out 0.3-0.9 % too
-            strong on single flips, most at low T; 0 gave 0.2-0.4 % in one
-            comparison on the same data. The best weight is not settled.
-        reference_fractions: shares of data, q samples and uniformly random
-            configurations in each log-variance batch.
-        n_q_samples: size of the pool of q samples used as reference set.
-        joint: add a phase that trains q and E together.
-        joint_steps: steps of that phase.
-        validation_fraction: share of the data held out to monitor q.
-        chunk_size: steps per compiled chunk.
-    """
-
-    hidden_size: int = 64
-    q_position: str = "boundary"
-    q_steps: int = 1500
-    q_learning_rate: float = 3e-3
-    batch_size: int = 256
-    q_z2: bool = False
-    focus: int = 2
-    context: int = 1
-    energy_hidden: tuple[int, ...] = (32, 64)
-    z2: bool = True
-    energy_steps: int = 1500
-    energy_learning_rate: float = 3e-3
-    lv_weight: float = 0.1
-    reference_fractions: tuple[float, float, float] = (0.5, 0.4, 0.1)
-    n_q_samples: int = 8192
-    joint: bool = False
-    joint_steps: int = 500
-    validation_fraction: float = 0.05
-    chunk_size: int = 50
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> FitConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ValueError(
-                f"unknown fit options {unknown}; valid options are {sorted(names)}"
-            )
-        converted = dict(values)
-        for name in ("energy_hidden", "reference_fractions"):
-            if name in converted:
-                converted[name] = tuple(converted[name])
-        return cls(**converted)
-
-
 class FitResult(NamedTuple):
     """Fitted networks and training record."""
 
@@ -126,33 +62,74 @@ class FitResult(NamedTuple):
 
     def distribution(self) -> AutoregressiveSpins:
         """Return the fitted q as a NumPyro distribution."""
-        return AutoregressiveSpins(self.q_net, z2=self.config.q_z2)
+        return AutoregressiveSpins(
+            self.q_net,
+            z2=self.config.q_z2,
+            colour_symmetric=self.config.q_colour_symmetric,
+        )
 
 
 def make_networks(L: int, config: FitConfig, *, key: jax.Array):
-    """Initial ``(AutoregressiveGRU, ExtensiveEnergy)`` for lattice size ``L``."""
+    """Initial ``(AutoregressiveGRU, ExtensiveEnergy)`` for lattice size ``L``.
+
+    ``config.n_states`` must be a number (not None); :func:`fit` stores the
+    inferred one in the config of its result. With ``energy_kind="bonds"``
+    the energy starts with zero couplings ``(2, L, L)`` for this ``L``.
+    """
+    if config.n_states is None:
+        raise ValueError(
+            "config.n_states is None: pass the number of states (2 for Ising "
+            "spins), or let fit infer it from the data"
+        )
+    check_options(config, config.n_states)
     key_q, key_e = jax.random.split(key)
+    n_states = int(config.n_states)
     q_net = AutoregressiveGRU(
-        L, config.hidden_size, key=key_q, position_encoding=config.q_position
+        L,
+        config.hidden_size,
+        key=key_q,
+        position_encoding=config.q_position,
+        n_states=n_states,
     )
     energy = ExtensiveEnergy(
-        config.focus, config.context, config.energy_hidden, config.z2, key=key_e
+        config.focus,
+        config.context,
+        config.energy_hidden,
+        config.z2 if n_states == 2 else None,
+        key=key_e,
+        n_states=n_states,
+        colour_symmetric=config.colour_symmetric,
+        bond_couplings=L if config.energy_kind == "bonds" else None,
     )
     energy.geometry(L)  # raises early if L is not a multiple of the focus
     return q_net, energy
 
 
-def _log_q(q_net: AutoregressiveGRU, s: jax.Array, z2: bool) -> jax.Array:
+def _log_q(
+    q_net: AutoregressiveGRU, s: jax.Array, z2: bool, colour_symmetric: bool = False
+) -> jax.Array:
+    if colour_symmetric:
+        return AutoregressiveSpins(q_net, colour_symmetric=True).log_prob(s)
     log_q = q_net.log_prob(s)
     if z2:
         log_q = jnp.logaddexp(log_q, q_net.log_prob(-s)) - math.log(2.0)
     return log_q
 
 
-def _batched_log_q(q_net, s, z2, batch=1024) -> jax.Array:
+def _batched_log_q(q_net, s, config, batch=1024) -> jax.Array:
     fn = eqx.filter_jit(_log_q)
-    parts = [fn(q_net, s[i : i + batch], z2) for i in range(0, len(s), batch)]
+    z2, colour = config.q_z2, config.q_colour_symmetric
+    parts = [fn(q_net, s[i : i + batch], z2, colour) for i in range(0, len(s), batch)]
     return jnp.concatenate(parts)
+
+
+def _uniform_configurations(key, n, L, n_states) -> jax.Array:
+    """``n`` uniformly random configurations ``(n, L, L)``, int8."""
+    if n_states == 2:
+        return jnp.where(jax.random.bernoulli(key, 0.5, (n, L, L)), 1, -1).astype(
+            jnp.int8
+        )
+    return jax.random.randint(key, (n, L, L), 0, n_states).astype(jnp.int8)
 
 
 def _random_batch(key, pool, size):
@@ -189,8 +166,9 @@ def train_q(
 
     def q_loss(net, data, key):
         batch = _random_batch(key, data, config.batch_size)
-        if config.q_z2:
-            return -jnp.mean(_log_q(net, batch, True)) / n_sites, {}
+        if config.q_z2 or config.q_colour_symmetric:
+            log_q = _log_q(net, batch, config.q_z2, config.q_colour_symmetric)
+            return -jnp.mean(log_q) / n_sites, {}
         return negative_log_likelihood(net, batch), {}
 
     return train(
@@ -220,7 +198,8 @@ def fit(
     """Learn q and E from configurations sampled at one temperature.
 
     Args:
-        spins: int8 Ising spins +-1, shape ``(n, L, L)``.
+        spins: int8 configurations ``(n, L, L)``: Ising spins +-1, or Potts
+            states ``0 .. q-1`` with ``config.n_states = q``.
         temperature: the temperature ``T0`` the data were sampled at.
         key: PRNG key (keyword only).
         config: hyperparameters; defaults to :class:`FitConfig`.
@@ -234,7 +213,12 @@ def fit(
             and key ends with the same parameters as an uninterrupted run.
 
     Returns:
-        A :class:`FitResult`.
+        A :class:`FitResult`, whose config contains the number of states used.
+
+    Raises:
+        ValueError: for data that are not ``(n, L, L)`` configurations of the
+            states of ``config.n_states``, an invalid temperature, or options
+            that do not fit the number of states.
     """
     config = config or FitConfig()
     spins = jnp.asarray(spins)
@@ -242,15 +226,9 @@ def fit(
         raise ValueError(
             f"spins of shape {tuple(spins.shape)} are invalid: fit needs (n, L, L)"
         )
-    values = np.unique(np.asarray(spins))
-    if not np.isin(values, (-1, 1)).all():
-        hint = ""
-        if np.isin(values, (0, 1)).all():
-            hint = "; for 0/1 data pass 2 * spins - 1 (or --encoding 01)"
-        raise ValueError(
-            f"spins contain the values {values[:10].tolist()}, which are not Ising "
-            f"spins -1/+1{hint}"
-        )
+    n_states = check_spins(np.asarray(spins), config.n_states)
+    check_options(config, n_states)
+    config = dataclasses.replace(config, n_states=n_states)
     if not (np.isfinite(temperature) and temperature > 0):
         raise ValueError(
             f"temperature={temperature!r} is invalid: it must be finite and > 0"
@@ -284,17 +262,17 @@ def fit(
 
     # Reference pools for the log-variance term; q is frozen in this phase.
     key_sample, key_uniform = jax.random.split(key_pool)
-    q_dist = AutoregressiveSpins(q_net, z2=config.q_z2)
+    q_dist = AutoregressiveSpins(
+        q_net, z2=config.q_z2, colour_symmetric=config.q_colour_symmetric
+    )
     q_pool = eqx.filter_jit(lambda d, k: d.sample(k, (config.n_q_samples,)))(
         q_dist, key_sample
     )
-    uniform_pool = jnp.where(
-        jax.random.bernoulli(key_uniform, 0.5, (config.n_q_samples, L, L)), 1, -1
-    ).astype(jnp.int8)
+    uniform_pool = _uniform_configurations(key_uniform, config.n_q_samples, L, n_states)
     pools = {
-        "data": (train_spins, _batched_log_q(q_net, train_spins, config.q_z2)),
-        "q": (q_pool, _batched_log_q(q_net, q_pool, config.q_z2)),
-        "uniform": (uniform_pool, _batched_log_q(q_net, uniform_pool, config.q_z2)),
+        "data": (train_spins, _batched_log_q(q_net, train_spins, config)),
+        "q": (q_pool, _batched_log_q(q_net, q_pool, config)),
+        "uniform": (uniform_pool, _batched_log_q(q_net, uniform_pool, config)),
     }
     sizes = [
         max(1, int(round(f * config.batch_size))) for f in config.reference_fractions
@@ -352,18 +330,23 @@ def fit(
 def _fit_joint(q_net, energy, train_spins, T0, config, key, progress, hooks):
     """Train q and E together on likelihood + pseudo-likelihood + log-variance."""
     n_sites = train_spins.shape[-1] ** 2
+    symmetry = (config.q_z2, config.q_colour_symmetric)
 
     def joint_loss(models, data, key):
         net, model = models
         key_batch, key_sample = jax.random.split(key)
         batch = _random_batch(key_batch, data, config.batch_size)
-        nll = -jnp.mean(_log_q(net, batch, config.q_z2)) / n_sites
+        nll = -jnp.mean(_log_q(net, batch, *symmetry)) / n_sites
         pl = pseudo_likelihood_loss(model, batch, T0)
-        dist_q = AutoregressiveSpins(jax.lax.stop_gradient(net), z2=config.q_z2)
+        dist_q = AutoregressiveSpins(
+            jax.lax.stop_gradient(net),
+            z2=config.q_z2,
+            colour_symmetric=config.q_colour_symmetric,
+        )
         samples = dist_q.sample(key_sample, (config.batch_size,))
         reference = jnp.concatenate([batch, samples])
         lv = log_variance(
-            _log_q(net, reference, config.q_z2), model(reference), T0, n_sites
+            _log_q(net, reference, *symmetry), model(reference), T0, n_sites
         )
         return nll + pl + config.lv_weight * lv, {"nll": nll, "pl": pl, "logvar": lv}
 
@@ -387,7 +370,7 @@ def _held_out_metrics(q_net, energy, valid_spins, T0, config) -> dict:
     if valid_spins.shape[0] == 0:
         return {}
     n_sites = valid_spins.shape[-1] ** 2
-    log_q = _batched_log_q(q_net, valid_spins, config.q_z2)
+    log_q = _batched_log_q(q_net, valid_spins, config)
     energies = eqx.filter_jit(lambda e, s: e(s))(energy, valid_spins)
     pl = eqx.filter_jit(pseudo_likelihood_loss)(energy, valid_spins, T0)
     return {

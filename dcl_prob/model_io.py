@@ -43,7 +43,11 @@ class LoadedModel(NamedTuple):
 
     def distribution(self) -> AutoregressiveSpins:
         """Return the fitted q as a NumPyro distribution."""
-        return AutoregressiveSpins(self.q_net, z2=self.config.q_z2)
+        return AutoregressiveSpins(
+            self.q_net,
+            z2=self.config.q_z2,
+            colour_symmetric=self.config.q_colour_symmetric,
+        )
 
 
 def _json_ready(values: dict) -> dict:
@@ -154,7 +158,11 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
         temperature = float(config["temperature"])
     except (KeyError, TypeError, ValueError) as error:
         raise ValueError(f"{path / 'config.json'} is invalid: {error}") from None
-    q_like, energy_like = make_networks(L, fit_config, key=jax.random.key(0))
+    try:
+        # The number of states and the energy kind fix the network shapes.
+        q_like, energy_like = make_networks(L, fit_config, key=jax.random.key(0))
+    except ValueError as error:
+        raise ValueError(f"{path / 'config.json'} is invalid: {error}") from None
     try:
         q_net = eqx.tree_deserialise_leaves(path / "q.eqx", q_like)
         energy = eqx.tree_deserialise_leaves(path / "energy.eqx", energy_like)

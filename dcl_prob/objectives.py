@@ -28,14 +28,21 @@ def negative_log_likelihood(net: AutoregressiveGRU, s: jax.Array) -> jax.Array:
 def pseudo_likelihood_loss(
     energy: ExtensiveEnergy, s: jax.Array, temperature: float
 ) -> jax.Array:
-    """Mean negative log pseudo-likelihood per spin of data ``s`` ``(B, L, L)``.
+    """Mean negative log pseudo-likelihood per site of data ``s`` ``(B, L, L)``.
 
-    Each spin's conditional given the rest is exact for a Boltzmann
-    distribution: ``p(s_i | rest) = sigmoid((E(s^i) - E(s)) / T0)`` with ``s^i``
-    the configuration with spin ``i`` flipped, so no normalizer is needed.
+    Each site's conditional given the rest is exact for a Boltzmann
+    distribution and needs no normalizer. For spins it is
+    ``p(s_i | rest) = sigmoid((E(s^i) - E(s)) / T0)`` with ``s^i`` the
+    configuration with spin ``i`` flipped. For ``q`` states it is
+    ``softmax_a(-dE_i(a) / T0)`` at the current value, with ``dE_i(a)`` the
+    energy change of setting site ``i`` to ``a`` (0 at the current value), so
+    ``-log p(s_i | rest) = logsumexp_a(-dE_i(a) / T0)``.
     """
-    delta = energy.flip_energy_changes(s)
-    return jnp.mean(jax.nn.softplus(-delta / temperature))
+    if energy.n_states == 2:
+        delta = energy.flip_energy_changes(s)
+        return jnp.mean(jax.nn.softplus(-delta / temperature))
+    changes = energy.site_energy_changes(s)  # (B, L, L, q)
+    return jnp.mean(jax.nn.logsumexp(-changes / temperature, axis=-1))
 
 
 def log_variance(

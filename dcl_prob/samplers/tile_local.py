@@ -3,10 +3,12 @@
 The target is ``p(s) ~ exp(-beta E(s))``. A sweep visits every site once: the
 lattice is split into ``S x S`` interleaved groups of sites whose spacing ``S``
 is at least the tile width ``f + 2c``, so no two sites of a group share a
-tile. All sites of a group are proposed for a flip at once. The energy change
-of each flip needs only the tiles that contain that site, whose current
-energies are kept in the state. Because the tiles of different sites in a
-group are disjoint, the simultaneous updates are independent Metropolis
+tile. All sites of a group are proposed for a change at once: a spin flip for
+Ising spins, and for ``q > 2`` states a value drawn uniformly from the
+``q - 1`` values other than the current one, a symmetric proposal. The energy
+change of each proposal needs only the tiles that contain that site, whose
+current energies are kept in the state. Because the tiles of different sites
+in a group are disjoint, the simultaneous updates are independent Metropolis
 steps. The sweep is a systematic scan over the groups, each step of which
 leaves the target invariant.
 """
@@ -36,7 +38,7 @@ __all__ = [
 class TileLocalState(NamedTuple):
     """State of one chain."""
 
-    spins: jax.Array  # (L, L) int8, +-1
+    spins: jax.Array  # (L, L) int8, spins +-1 or states 0 .. q-1
     tile_energies: jax.Array  # (n_tiles,) float32, energy of every tile
     energy: jax.Array  # () float32, sum of tile_energies
 
@@ -44,7 +46,7 @@ class TileLocalState(NamedTuple):
 class TileLocalInfo(NamedTuple):
     """Information about one sweep."""
 
-    acceptance_rate: jax.Array  # () float32, accepted flips / sites
+    acceptance_rate: jax.Array  # () float32, accepted proposals / sites
 
 
 def group_spacing(L: int, tile_width: int) -> int:
@@ -78,6 +80,30 @@ def init(spins: jax.Array, energy_fn: ExtensiveEnergy) -> TileLocalState:
     return TileLocalState(spins, tile_energies, jnp.sum(tile_energies))
 
 
+def _propose(
+    energy_fn: ExtensiveEnergy,
+    tiles: jax.Array,
+    position: jax.Array,
+    current: jax.Array,
+    key: jax.Array,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Propose a new value for each site of a group.
+
+    Returns:
+        ``(values, tiles, key_accept)``: the proposed int8 values ``(G,)``, the
+        tiles ``(G, K, P)`` with the site set to its proposal, and the key
+        left for the acceptance test.
+    """
+    at_site = jax.nn.one_hot(position, tiles.shape[-1])
+    if energy_fn.n_states == 2:
+        return -current, tiles * (1.0 - 2.0 * at_site), key
+    key_value, key_accept = jax.random.split(key)
+    shift = jax.random.randint(key_value, current.shape, 1, energy_fn.n_states)
+    values = ((current.astype(jnp.int32) + shift) % energy_fn.n_states).astype(jnp.int8)
+    proposed = values.astype(jnp.float32)[:, None, None]
+    return values, jnp.where(at_site > 0, proposed, tiles), key_accept
+
+
 def _group_update(
     energy_fn: ExtensiveEnergy,
     geometry: TileGeometry,
@@ -86,7 +112,8 @@ def _group_update(
     sites: jax.Array,
     key: jax.Array,
 ) -> tuple[TileLocalState, jax.Array]:
-    """Propose flipping every site of one group and accept each independently."""
+    """Propose a new value at every site of one group and accept each
+    independently."""
     flat = state.spins.reshape(-1)
     n_tiles = geometry.n_tiles
     tile_index = jnp.asarray(geometry.site_tiles)[sites]  # (G, K), padding = n_tiles
@@ -95,18 +122,19 @@ def _group_update(
 
     tile_sites = jnp.asarray(geometry.tile_sites)[tile_index % n_tiles]  # (G, K, P)
     tiles = flat[tile_sites].astype(jnp.float32)
-    flip = 1.0 - 2.0 * jax.nn.one_hot(position, tiles.shape[-1])
-    new_tile_energies = energy_fn.tile_energy(tiles * flip)  # (G, K)
+    values, new_tiles, key = _propose(energy_fn, tiles, position, flat[sites], key)
+    new_tile_energies = energy_fn.tile_energy(new_tiles, tile_index % n_tiles)
     old_tile_energies = state.tile_energies[tile_index % n_tiles]
     delta = jnp.sum((new_tile_energies - old_tile_energies) * mask, axis=-1)
 
-    # A flip with dE = 0 is accepted with probability 1/2, not 1: with a fixed
-    # visiting order, always accepting lets states whose every site has zero
-    # local field cycle forever. Detailed balance holds for any symmetric choice.
+    # A proposal with dE = 0 is accepted with probability 1/2, not 1: with a
+    # fixed visiting order, always accepting lets states whose every site has
+    # zero local field cycle forever. Detailed balance holds for any symmetric
+    # choice.
     u = jax.random.uniform(key, delta.shape)
     accept = jnp.where(delta == 0, u < 0.5, jnp.log(u) < -beta * delta)  # (G,)
 
-    flat = flat.at[sites].set(jnp.where(accept, -flat[sites], flat[sites]))
+    flat = flat.at[sites].set(jnp.where(accept, values, flat[sites]))
     updated = jnp.where(accept[:, None], new_tile_energies, old_tile_energies)
     tile_energies = state.tile_energies.at[tile_index].set(updated, mode="drop")
     new_state = TileLocalState(
@@ -168,4 +196,5 @@ def full_energy_check(energy_fn: ExtensiveEnergy, state: TileLocalState) -> jax.
     """Difference between the cached energy of ``state`` and a full evaluation."""
     geometry = energy_fn.geometry(state.spins.shape[-1])
     tiles = extract_tiles(state.spins, geometry)
-    return state.energy - jnp.sum(energy_fn.tile_energy(tiles))
+    tile_index = jnp.arange(geometry.n_tiles)
+    return state.energy - jnp.sum(energy_fn.tile_energy(tiles, tile_index))
