@@ -8,12 +8,12 @@ Usage::
 Starts from a freshly initialised autoregressive GRU (or, with
 ``--warm-start-L``, from one first trained at a smaller size and then moved
 to L) and minimises the variational free energy F_q = E_q[E + T log q] / N of
-the L x L Ising model at T = 2.269 with :func:`dcl_prob.variational.anneal`. For L <= 4 it computes
-KL(q || p) exactly by enumerating all states and passes when KL < 1e-3. For
-every L it compares F_q with Kaufman's exact free energy of the torus; the
-relative error is (F_q - F) / |F|, which is never negative up to sampling
-error because F_q is an upper bound. Prints a JSON summary with the settings,
-the command, the results and the wall time.
+the L x L Ising model at T = 2.269 with :func:`dcl_prob.variational.anneal`.
+For L <= 4 it computes KL(q || p) exactly by enumerating all states and
+passes when KL < 1e-3. For every L it compares F_q with Kaufman's exact free
+energy of the torus; the relative error is (F_q - F) / |F|, which is never
+negative up to sampling error because F_q is an upper bound. Prints a JSON
+summary with the settings, the command, the results and the wall time.
 """
 
 import argparse
