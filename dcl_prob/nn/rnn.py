@@ -56,7 +56,7 @@ POSITION_ENCODINGS = ("site", "boundary")
 
 
 def _boundary_features(L: int) -> np.ndarray:
-    """Position features ``(N, 9)`` that do not depend on ``L`` in meaning.
+    """Return position features ``(N, 9)`` whose meaning does not depend on ``L``.
 
     Columns: a constant 1, first row, first column, last row, last column and
     the four corners. In raster order on the torus these are the only places
@@ -85,7 +85,7 @@ _N_BETA_FEATURES = 2  # beta and beta**2
 
 
 def _beta_features(beta: jax.Array) -> jax.Array:
-    """Features ``(B, 2)`` of inverse temperatures ``(B,)``."""
+    """Return the features ``(B, 2)`` of inverse temperatures ``(B,)``."""
     return jnp.stack([beta, beta * beta], axis=-1)
 
 
