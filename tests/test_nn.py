@@ -40,6 +40,17 @@ def sharpened(net: AutoregressiveGRU, scale: float = 3.0) -> AutoregressiveGRU:
     )
 
 
+def pooled_chisquare_p_value(observed: np.ndarray, expected: np.ndarray) -> float:
+    """Return the Pearson chi-square p-value, pooling states expected below 5."""
+    keep = expected >= 5
+    observed_kept = np.append(observed[keep], observed[~keep].sum())
+    expected_kept = np.append(expected[keep], expected[~keep].sum())
+    if expected_kept[-1] == 0:
+        observed_kept, expected_kept = observed_kept[:-1], expected_kept[:-1]
+    _, p_value = stats.chisquare(observed_kept, expected_kept)
+    return p_value
+
+
 @pytest.fixture(scope="module")
 def q3():
     return sharpened(AutoregressiveGRU(L3, 16, key=jax.random.key(0)))
@@ -75,13 +86,7 @@ def test_sample_frequencies_match_log_prob(q3, z2):
     index = bits @ (1 << np.arange(L3 * L3))
     observed = np.bincount(index, minlength=512)
     expected = n * probs
-    keep = expected >= 5
-    observed_kept = np.append(observed[keep], observed[~keep].sum())
-    expected_kept = np.append(expected[keep], expected[~keep].sum())
-    if expected_kept[-1] == 0:
-        observed_kept, expected_kept = observed_kept[:-1], expected_kept[:-1]
-    _, p_value = stats.chisquare(observed_kept, expected_kept)
-    assert p_value > 1e-4
+    assert pooled_chisquare_p_value(observed, expected) > 1e-4
 
 
 def test_log_prob_validation_rejects_zero_one(q3):
@@ -203,13 +208,7 @@ def test_potts_sample_frequencies_match_log_prob(potts_q, colour_symmetric):
     index = samples.reshape(n, -1).astype(np.int64) @ (Q ** np.arange(4))
     observed = np.bincount(index, minlength=Q**4)
     expected = n * probs
-    keep = expected >= 5
-    observed_kept = np.append(observed[keep], observed[~keep].sum())
-    expected_kept = np.append(expected[keep], expected[~keep].sum())
-    if expected_kept[-1] == 0:
-        observed_kept, expected_kept = observed_kept[:-1], expected_kept[:-1]
-    _, p_value = stats.chisquare(observed_kept, expected_kept)
-    assert p_value > 1e-4
+    assert pooled_chisquare_p_value(observed, expected) > 1e-4
 
 
 def test_potts_colour_symmetric_is_invariant(potts_q):
