@@ -68,12 +68,47 @@ def _compare(value: float, error: float, reference: float, reference_error: floa
     return {"value": value, "error": error, "z": z}
 
 
+def _row(T: float, result, reference: dict, seconds: float) -> dict:
+    """Return the comparison of one annealed q with its Monte Carlo row."""
+    reweighted = result.reweighted
+    plain = {
+        "e": (result.energy, result.energy_error),
+        "abs_m": (result.abs_m, result.abs_m_error),
+    }
+    weighted = {
+        "e": (reweighted["energy"], reweighted["energy_error"]),
+        "abs_m": (reweighted["abs_m"], reweighted["abs_m_error"]),
+    }
+    references = {
+        "e": (reference["e"], reference["e_err"]),
+        "abs_m": (reference["abs_m"], reference["abs_m_err"]),
+    }
+    return {
+        "T": T,
+        "anneal_seconds": round(seconds, 1),
+        "free_energy_q": result.free_energy,
+        "free_energy_q_error": result.free_energy_error,
+        "ess_fraction": reweighted["ess_fraction"],
+        "monte_carlo": {
+            "e": reference["e"],
+            "e_err": reference["e_err"],
+            "abs_m": reference["abs_m"],
+            "abs_m_err": reference["abs_m_err"],
+        },
+        "q": {name: _compare(*plain[name], *references[name]) for name in plain},
+        "reweighted": {
+            name: _compare(*weighted[name], *references[name]) for name in weighted
+        },
+    }
+
+
 def main() -> int:
     args = parse_arguments()
     loaded = load_model(args.model)
     with open(args.transfer) as file:
         transfer_rows = json.load(file)["rows"]
     q_start = loaded.q_net.resized(args.L)
+
     rows = []
     start = time.perf_counter()
     keys = jax.random.split(jax.random.key(args.seed), len(args.T))
@@ -92,49 +127,8 @@ def main() -> int:
             eval_size=args.eval_size,
             progress=False,
         )
-        reweighted = result.reweighted
-        row = {
-            "T": T,
-            "anneal_seconds": round(time.perf_counter() - t0, 1),
-            "free_energy_q": result.free_energy,
-            "free_energy_q_error": result.free_energy_error,
-            "ess_fraction": reweighted["ess_fraction"],
-            "monte_carlo": {
-                "e": reference["e"],
-                "e_err": reference["e_err"],
-                "abs_m": reference["abs_m"],
-                "abs_m_err": reference["abs_m_err"],
-            },
-            "q": {
-                "e": _compare(
-                    result.energy,
-                    result.energy_error,
-                    reference["e"],
-                    reference["e_err"],
-                ),
-                "abs_m": _compare(
-                    result.abs_m,
-                    result.abs_m_error,
-                    reference["abs_m"],
-                    reference["abs_m_err"],
-                ),
-            },
-            "reweighted": {
-                "e": _compare(
-                    reweighted["energy"],
-                    reweighted["energy_error"],
-                    reference["e"],
-                    reference["e_err"],
-                ),
-                "abs_m": _compare(
-                    reweighted["abs_m"],
-                    reweighted["abs_m_error"],
-                    reference["abs_m"],
-                    reference["abs_m_err"],
-                ),
-            },
-        }
-        rows.append(row)
+        rows.append(_row(T, result, reference, time.perf_counter() - t0))
+
     passed = all(
         abs(row["reweighted"][name]["z"]) <= MAX_ABS_Z
         for row in rows

@@ -343,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _simulation_model(args):
-    """The Hamiltonian that ``dcl simulate`` samples, from its options."""
+    """Build the Hamiltonian that ``dcl simulate`` samples from its options."""
     from dcl_prob import hamiltonians
 
     if args.model != "ising" and args.model != "ising-nnn" and args.h != 0.0:
@@ -590,8 +590,11 @@ def _validate(args) -> None:
 
 
 def _anneal_start(loaded, L: int, key):
-    """The q that annealing starts from at size ``L``: the fitted one when it
-    fits that size, else a fresh one (with a note on stderr)."""
+    """Return the q that annealing starts from at size ``L``.
+
+    That is the fitted q when it can move to ``L``; otherwise a fresh q, with a
+    note on stderr.
+    """
     from dcl_prob.nn.rnn import AutoregressiveGRU
 
     if L == loaded.L or loaded.q_net.position_encoding == "boundary":

@@ -303,4 +303,5 @@ def test_simulate_other_models(tmp_path, options, low, high, has_bonds):
         assert file.attrs["model"] == options[1]
         assert ("bonds" in file) == has_bonds
     assert spins.shape == (64, 4, 4)
-    assert spins.min() >= low and spins.max() <= high
+    assert spins.min() >= low
+    assert spins.max() <= high

@@ -9,8 +9,8 @@ probabilities of :func:`dcl_prob.exact.enumerate_model`. States whose
 expected count is below 5 are merged, in order of decreasing probability,
 into consecutive bins of expected count at least 5, so that the chi-square
 approximation is valid and states of similar energy share a bin. A test fails
-when the p-value is below 1e-4, so under the null hypothesis (an exact
-sampler whose chains have equilibrated) each test fails with probability at
+when the p-value is below 1e-4. Under the null hypothesis (an exact sampler
+whose chains have equilibrated) each test then fails with probability at
 most about 1e-4, and the 15 exactness tests together with at most about
 1.5e-3. The seeds are fixed, so every run gives the same outcome.
 

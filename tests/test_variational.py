@@ -174,7 +174,8 @@ def test_reweighted_estimates_match_enumeration(short_run):
         < 4 * reweighted["free_energy_error"] + 1e-6
     )
     assert 0 < reweighted["ess_fraction"] <= 1
-    assert 0 < short_run.abs_m < 1 and short_run.abs_m_error > 0
+    assert 0 < short_run.abs_m < 1
+    assert short_run.abs_m_error > 0
 
 
 # The temperature-conditioned q: hidden 16, boundary position inputs, trained

@@ -508,7 +508,7 @@ _MAX_COLOUR_PERMUTATION_STATES = 5  # 5! = 120 permutations
 
 
 def _colour_permutations(n_states: int) -> np.ndarray:
-    """All permutations of ``0 .. q-1`` as rows, shape ``(q!, q)``."""
+    """Return all permutations of ``0 .. q-1`` as rows, shape ``(q!, q)``."""
     return np.array(list(itertools.permutations(range(n_states))), np.int8)
 
 

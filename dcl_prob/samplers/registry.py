@@ -12,7 +12,7 @@ sampler accepts:
 - ``"wolff"``: Wolff cluster flips, Ising model at ``h = 0``.
 - ``"swendsen-wang"``: Swendsen-Wang updates, ferromagnetic Potts model.
 - ``"parallel-tempering"``: replica exchange over a temperature ladder with
-  the heat bath as local kernel, for every model; samples are kept at the
+  the heat bath as local kernel, for every model. Samples are kept at the
   target temperature of the ladder.
 """
 
