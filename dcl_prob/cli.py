@@ -8,6 +8,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from dcl_prob.cli_couplings import add_couplings_parser, run_couplings
+
 __all__ = ["build_parser", "main"]
 
 logger = logging.getLogger("dcl_prob")
@@ -184,8 +186,37 @@ def build_parser() -> argparse.ArgumentParser:
     fit_parser.add_argument(
         "--energy-learning-rate",
         type=_positive_float,
-        default=3e-3,
-        help="peak Adam learning rate of E",
+        default=None,
+        help="peak Adam learning rate of E (default: 3e-3, or 1e-2 with bond "
+        "couplings)",
+    )
+    fit_parser.add_argument(
+        "--n-states",
+        type=int,
+        default=None,
+        help="states per site: 2 for spins -1/+1, q for Potts or clock states "
+        "(default: the data set's q, else 2)",
+    )
+    fit_parser.add_argument(
+        "--energy-kind",
+        choices=["tiles", "bonds"],
+        default=None,
+        help="'tiles': one translation-invariant tile network; 'bonds': a "
+        "learned coupling per bond of one disordered instance, valid only at "
+        "the training size (default: bonds for spin-glass data, else tiles)",
+    )
+    fit_parser.add_argument(
+        "--colour-symmetric",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="make E invariant under colour permutations, q > 2 only (default: "
+        "on for Potts data, off otherwise)",
+    )
+    fit_parser.add_argument(
+        "--q-colour-symmetric",
+        action="store_true",
+        help="average q over all q! colour permutations (q = 3 to 5; costs q! "
+        "times more)",
     )
     fit_parser.add_argument(
         "--lv-weight", type=float, default=0.1, help="weight of the log-variance term"
@@ -236,6 +267,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--sweeps", type=_positive_int, default=2000, help="recorded sweeps per chain"
     )
     tr.add_argument("--burn-in", type=int, default=500, help="discarded sweeps")
+    tr.add_argument(
+        "--exchange",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="run each chain as a replica exchange ladder through the requested "
+        "temperatures (default: on for spin-glass models, off otherwise)",
+    )
     tr.add_argument("--seed", type=int, default=0, help="PRNG seed")
     tr.add_argument("-o", "--output", default="transfer.json", help="JSON output")
     tr.add_argument("--plot", default=None, help="PNG plot of the curves")
@@ -333,10 +371,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ann.add_argument("--force", action="store_true", help="overwrite the output")
 
+    add_couplings_parser(commands, formatter_class=_FORMATTER)
+
     demo = commands.add_parser(
         "demo", formatter_class=_FORMATTER, help="simulate, fit and transfer (Ising)"
     )
     demo.add_argument("-o", "--output", default="dcl-demo", help="output directory")
+    demo.add_argument(
+        "--model",
+        choices=["ising", "ising-nnn", "potts", "clock", "spin-glass"],
+        default="ising",
+        help="model of the demo: 2D Ising, Ising with J2 = 0.5, 3-state Potts, "
+        "4-state clock or an 8 x 8 Edwards-Anderson spin glass",
+    )
     demo.add_argument("--seed", type=int, default=0, help="PRNG seed")
     demo.add_argument("--force", action="store_true", help="overwrite outputs")
     return parser
@@ -405,14 +452,21 @@ def _fit(args) -> None:
     import numpy as np
 
     from dcl_prob.data import load_dataset
-    from dcl_prob.fit import FitConfig, fit
+    from dcl_prob.fit import fit
+    from dcl_prob.fit_config import config_for_data
     from dcl_prob.model_io import Checkpointer, save_model
 
     output = Path(args.output)
     if output.exists() and not args.force:
         raise FileExistsError(f"{output} already exists; pass --force to replace it")
     data = load_dataset(args.data, encoding=args.encoding)
-    config = FitConfig(
+    config = config_for_data(
+        data.attrs,
+        n_states=args.n_states,
+        energy_kind=args.energy_kind,
+        colour_symmetric=args.colour_symmetric,
+        q_colour_symmetric=args.q_colour_symmetric or None,
+        z2=False if args.no_z2 else None,
         hidden_size=args.hidden_size,
         q_position=args.q_position,
         q_steps=args.q_steps,
@@ -421,7 +475,6 @@ def _fit(args) -> None:
         lv_weight=args.lv_weight,
         q_learning_rate=args.q_learning_rate,
         energy_learning_rate=args.energy_learning_rate,
-        z2=not args.no_z2,
         joint=args.joint,
     )
     fingerprint = {
@@ -479,13 +532,18 @@ def _transfer(args) -> None:
     from dcl_prob.demo import write_json
     from dcl_prob.model_io import load_model
     from dcl_prob.plots import plot_transfer
-    from dcl_prob.transfer import transfer
+    from dcl_prob.transfer import order_parameter_for_model, transfer
 
     for path in filter(None, (args.output, args.plot)):
         if Path(path).exists() and not args.force:
             raise FileExistsError(f"{path} already exists; pass --force to replace it")
     loaded = load_model(args.model)
     sizes = args.L or [loaded.L]
+    model_name = loaded.data_attrs.get("model")
+    order_parameter = order_parameter_for_model(model_name, loaded.energy.n_states)
+    exchange = args.exchange
+    if exchange is None:
+        exchange = model_name == "spin-glass"
     rows = []
     for L, key in zip(sizes, jax.random.split(jax.random.key(args.seed), len(sizes))):
         rows += transfer(
@@ -496,6 +554,8 @@ def _transfer(args) -> None:
             n_chains=args.chains,
             n_sweeps=args.sweeps,
             burn_in=args.burn_in,
+            order_parameter=order_parameter,
+            exchange=exchange,
             progress=not args.no_progress,
         )
     attrs = loaded.data_attrs
@@ -520,12 +580,21 @@ def _transfer(args) -> None:
     for row in rows:
         print(
             f"L={row['L']:>3} T={row['T']:.4g}  e={row['e']:.4f}±{row['e_err']:.4f}  "
-            f"|m|={row['abs_m']:.4f}±{row['abs_m_err']:.4f}  "
+            f"{_ORDER_LABELS[order_parameter]}={row['abs_m']:.4f}"
+            f"±{row['abs_m_err']:.4f}  "
             f"c={row['c']:.3f}±{row['c_err']:.3f}  chi={row['chi']:.3f}±"
             f"{row['chi_err']:.3f}  R-hat={row['rhat_max']:.3f}  "
             f"ESS={row['ess_min']:.0f}"
         )
     print(f"wrote {args.output}" + (f" and {args.plot}" if args.plot else ""))
+
+
+_ORDER_LABELS = {
+    "magnetization": "|m|",
+    "potts": "m_potts",
+    "clock": "|m_clock|",
+    "overlap": "|q_ab|",
+}
 
 
 def _validate(args) -> None:
@@ -732,20 +801,35 @@ def _anneal(args) -> None:
 
 
 def _demo(args) -> None:
-    from dcl_prob.demo import format_table, run_demo
-
-    summary = run_demo(
-        args.output, seed=args.seed, overwrite=args.force, progress=not args.no_progress
-    )
     import json
 
-    rows = json.loads((Path(args.output) / "transfer.json").read_text())["rows"]
-    print(format_table(rows))
-    print(
-        f"\nmax relative energy error vs Kaufman: "
-        f"{summary['max_energy_relative_error']:.4f}; max |m| deviation from "
-        f"reference MC: {summary['max_abs_m_deviation']:.4f}"
+    from dcl_prob.demo import demo_settings, format_table, run_demo
+    from dcl_prob.demo_models import format_model_table
+
+    summary = run_demo(
+        args.output,
+        seed=args.seed,
+        settings=demo_settings(args.model),
+        overwrite=args.force,
+        progress=not args.no_progress,
     )
+    rows = json.loads((Path(args.output) / "transfer.json").read_text())["rows"]
+    if args.model == "ising":
+        print(format_table(rows))
+        print(
+            f"\nmax relative energy error vs Kaufman: "
+            f"{summary['max_energy_relative_error']:.4f}; max |m| deviation from "
+            f"reference MC: {summary['max_abs_m_deviation']:.4f}"
+        )
+    else:
+        print(format_model_table(rows))
+        print(
+            f"\nmax relative energy error vs reference MC: "
+            f"{summary['max_energy_relative_error']:.4f}; max deviation of the "
+            f"order parameter ({summary['order_parameter']}): "
+            f"{summary['max_order_parameter_deviation']:.4f}"
+        )
+        print(f"effective couplings: {summary['effective_couplings']}")
     print(f"timings (s): { {k: round(v, 1) for k, v in summary['timings_s'].items()} }")
     print(
         f"outputs in {args.output}/: data.h5 model/ transfer.json transfer.png "
@@ -759,6 +843,7 @@ _COMMANDS = {
     "transfer": _transfer,
     "validate": _validate,
     "anneal": _anneal,
+    "couplings": run_couplings,
     "demo": _demo,
 }
 

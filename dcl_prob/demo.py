@@ -9,6 +9,9 @@
    energy and heat capacity, a long reference Monte Carlo run on the true
    Hamiltonian for |m|, and the effective coupling of the learned energy on
    configurations from every temperature.
+
+The Potts and spin-glass demos (:mod:`dcl_prob.demo_models`) follow the same
+steps with their own data, order parameter and references.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import jax
 
 from dcl_prob import evaluation
 from dcl_prob.data import save_dataset
+from dcl_prob.demo_models import DEMO_MODELS, run_model_demo
 from dcl_prob.fit import FitConfig, fit
 from dcl_prob.hamiltonians import IsingModel
 from dcl_prob.model_io import save_model
@@ -31,14 +35,25 @@ from dcl_prob.montecarlo import simulate
 from dcl_prob.plots import plot_transfer
 from dcl_prob.transfer import transfer
 
-__all__ = ["DemoSettings", "format_table", "run_demo", "write_json"]
+__all__ = ["DemoSettings", "demo_settings", "format_table", "run_demo", "write_json"]
 
 logger = logging.getLogger(__name__)
+
+# Training temperature of the Potts demo, above T_c = 1 / ln(1 + sqrt(3)).
+POTTS_T0 = 1.1
 
 
 @dataclass(frozen=True)
 class DemoSettings:
-    """Settings of :func:`run_demo`; the defaults are the documented demo."""
+    """Settings of :func:`run_demo`; the defaults are the documented Ising demo.
+
+    :func:`demo_settings` gives the defaults of the other models. ``q``, ``J2``
+    and ``bond_seed`` apply to the Potts and clock, next-nearest-neighbour
+    Ising and spin-glass demos, ``reference_sweeps``
+    to the Ising reference and ``reference_samples`` to the others. A
+    ``fit_config`` of None takes the options that fit the data
+    (:func:`~dcl_prob.fit_config.config_for_data`).
+    """
 
     L: int = 8
     temperature: float = 3.0
@@ -49,7 +64,54 @@ class DemoSettings:
     n_sweeps: int = 2000
     burn_in: int = 500
     reference_sweeps: int = 10000
-    fit_config: FitConfig = field(default_factory=FitConfig)
+    fit_config: FitConfig | None = field(default_factory=FitConfig)
+    model: str = "ising"
+    q: int = 3
+    J2: float = 0.5
+    bond_seed: int = 0
+    reference_samples: int = 4096
+
+
+def demo_settings(model: str = "ising") -> DemoSettings:
+    """Return the default settings of the demo of ``model``, a name of
+    :data:`DEMO_MODELS`."""
+    if model == "ising":
+        return DemoSettings()
+    if model == "potts":
+        return DemoSettings(
+            model="potts",
+            temperature=POTTS_T0,
+            temperatures=(0.85, 0.95, 1.0, 1.05, 1.2),
+            fit_config=None,
+        )
+    if model == "clock":  # T_c = J / ln(1 + sqrt(2)): two Ising copies at J / 2
+        return DemoSettings(
+            model="clock",
+            q=4,
+            temperature=1.4,
+            temperatures=(0.9, 1.05, 1.15, 1.25, 1.5),
+            fit_config=None,
+        )
+    if model == "ising-nnn":
+        return DemoSettings(
+            model="ising-nnn",
+            temperature=4.5,
+            temperatures=(2.5, 3.0, 3.5, 4.0, 4.5),
+            fit_config=None,
+        )
+    if model == "spin-glass":
+        return DemoSettings(
+            model="spin-glass",
+            temperature=4.0,
+            n_samples=100000,
+            temperatures=(1.0, 2.0, 3.0),
+            sizes=(8,),
+            n_chains=16,
+            fit_config=None,
+        )
+    raise ValueError(
+        f"model={model!r} is invalid: the demo runs one of {list(DEMO_MODELS)}"
+    )
 
 
 def write_json(path: str | os.PathLike, payload: dict, *, overwrite: bool) -> None:
@@ -116,6 +178,10 @@ def run_demo(
             "or choose another -o directory"
         )
     out.mkdir(parents=True, exist_ok=True)
+    if settings.model != "ising":
+        return run_model_demo(
+            out, settings, seed=seed, overwrite=overwrite, progress=progress
+        )
     model = IsingModel(J=1.0, h=0.0)
     key_data, key_fit, key_transfer, key_reference = jax.random.split(
         jax.random.key(seed), 4

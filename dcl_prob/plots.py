@@ -20,6 +20,13 @@ _PANELS = (
     ("abs_m", "|m|"),
     ("chi", "susceptibility per spin chi"),
 )
+# Axis label of the abs_m panel for each order parameter of a transfer row.
+_ORDER_LABELS = {
+    "magnetization": "|m|",
+    "potts": "Potts order parameter",
+    "clock": "clock magnetization |m|",
+    "overlap": "overlap |q_ab| of two chains",
+}
 
 
 def save_figure(figure, path: str | os.PathLike, *, dpi: int = 120) -> None:
@@ -44,13 +51,17 @@ def plot_transfer(
     *,
     trained_at: dict | None = None,
     kaufman_J: float | None = None,
+    critical_temperature: float | None = None,
 ) -> None:
-    """Plot e, c, |m| and chi against T, one colour per lattice size.
+    """Plot e, c, the order parameter and chi against T, one colour per size.
 
     Points with error bars are the learned model. Where ``kaufman_J`` is given,
     solid lines are the exact Kaufman energy and heat capacity of each L;
-    rows with a ``reference`` Monte Carlo |m| or chi show it as open circles.
-    ``trained_at`` (``{"T", "L"}``) marks the training temperature.
+    rows with a ``reference`` Monte Carlo value show it as open circles.
+    ``trained_at`` (``{"T", "L"}``) marks the training temperature, and
+    ``critical_temperature`` (or the Ising one of ``kaufman_J``) the
+    infinite-lattice transition. The order parameter panel is labelled by the
+    rows' ``order_parameter``.
     """
     sizes = sorted({row["L"] for row in rows})
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -89,6 +100,9 @@ def plot_transfer(
                     color=colour,
                     label=f"reference MC, L={L}",
                 )
+            if name == "abs_m":
+                order = selected[0].get("order_parameter", "magnetization")
+                label = _ORDER_LABELS.get(order, label)
             ax.set_ylabel(label)
         if kaufman_J is not None:
             result = exact.kaufman(L, grid, kaufman_J)
@@ -102,10 +116,12 @@ def plot_transfer(
             )
             axes[0, 1].plot(grid, result.heat_capacity, "-", color=colour, lw=1)
 
+    if critical_temperature is None and kaufman_J is not None:
+        critical_temperature = exact.ISING_TC * kaufman_J
     for ax in axes.ravel():
-        if kaufman_J is not None:
+        if critical_temperature is not None:
             ax.axvline(
-                exact.ISING_TC * kaufman_J,
+                critical_temperature,
                 color="grey",
                 ls=":",
                 lw=1,

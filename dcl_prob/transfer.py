@@ -2,10 +2,16 @@
 
 Markov chain Monte Carlo runs on ``exp(-E(s) / T)`` with the tile-aware local
 kernel, for every temperature at once (chains of all temperatures are one
-vectorised batch). Observables per spin, with error bars:
+vectorised batch), or with replica exchange along a temperature ladder for
+glassy energies. Observables per spin, with error bars:
 
 * ``e``: mean learned energy per spin, error from ArviZ's MCSE;
-* ``abs_m``: mean ``|m|``, error from ArviZ's MCSE;
+* ``abs_m``: mean of the order parameter's modulus ``|m|``, error from ArviZ's
+  MCSE. Which order parameter depends on the model (:data:`ORDER_PARAMETERS`):
+  the magnetization for spins, ``(q max_a n_a / N - 1) / (q - 1)`` for Potts
+  states, the clock magnetization ``|sum_k exp(2 pi i s_k / q)| / N``, or the
+  overlap ``q_ab = sum_i s_i^a s_i^b / N`` of two independent chains at the
+  same temperature for a spin glass;
 * ``c = N (<e^2> - <e>^2) / T^2`` and ``chi = N (<m^2> - <|m|>^2) / T``,
   errors by jackknife over independent chains.
 
@@ -26,17 +32,49 @@ from tqdm.auto import tqdm
 from dcl_prob.diagnostics import chain_jackknife, summarize_traces
 from dcl_prob.nn.ednn import ExtensiveEnergy
 from dcl_prob.samplers import tile_local
+from dcl_prob.samplers.replica_exchange import build_kernel as build_exchange_kernel
+from dcl_prob.samplers.replica_exchange import init as init_exchange
 from dcl_prob.training import progress_enabled
 
 __all__ = [
+    "ORDER_PARAMETERS",
     "check_temperatures",
+    "exchange_ladder",
     "observables_from_traces",
+    "order_parameter_for_model",
     "run_chains",
     "run_tile_chains",
     "transfer",
 ]
 
 logger = logging.getLogger(__name__)
+
+#: Order parameters that :func:`transfer` reports as ``abs_m``, by name.
+ORDER_PARAMETERS = {
+    "magnetization": "m = sum_i s_i / N (spins -1/+1)",
+    "potts": "(q max_a n_a / N - 1) / (q - 1), n_a sites in state a",
+    "clock": "|sum_k exp(2 pi i s_k / q)| / N",
+    "overlap": "q_ab = sum_i s_i^a s_i^b / N of two independent chains",
+}
+
+_MODEL_ORDER_PARAMETERS = {
+    "ising": "magnetization",
+    "ising-nnn": "magnetization",
+    "potts": "potts",
+    "clock": "clock",
+    "spin-glass": "overlap",
+}
+
+
+def order_parameter_for_model(model: str | None, n_states: int = 2) -> str:
+    """Return the name in :data:`ORDER_PARAMETERS` for a data set's ``model``.
+
+    An unknown or missing model gets the magnetization for spins and the Potts
+    order parameter for ``q > 2`` states.
+    """
+    if model in _MODEL_ORDER_PARAMETERS:
+        return _MODEL_ORDER_PARAMETERS[model]
+    return "magnetization" if n_states == 2 else "potts"
 
 
 def check_temperatures(temperatures) -> np.ndarray:
@@ -52,15 +90,47 @@ def check_temperatures(temperatures) -> np.ndarray:
     return values
 
 
-def ordered_start(key: jax.Array, n_chains: int, L: int) -> jax.Array:
-    """All-up or all-down lattices (sign drawn at random), ``(n_chains, L, L)`` int8.
+def ordered_start(
+    key: jax.Array, n_chains: int, L: int, n_states: int = 2
+) -> jax.Array:
+    """Return uniform lattices ``(n_chains, L, L)`` int8, one random value per chain.
 
-    An ordered start avoids the long-lived domain-wall (stripe) states that a
+    For spins each chain is all up or all down; for ``n_states > 2`` every
+    site of a chain has the same state, drawn from ``0 .. n_states - 1``. An
+    ordered start avoids the long-lived domain-wall (stripe) states that a
     random start falls into below ``T_c``. Above ``T_c`` the burn-in removes
     its effect.
     """
-    signs = jnp.where(jax.random.bernoulli(key, 0.5, (n_chains, 1, 1)), 1, -1)
-    return jnp.broadcast_to(signs, (n_chains, L, L)).astype(jnp.int8)
+    if n_states == 2:
+        values = jnp.where(jax.random.bernoulli(key, 0.5, (n_chains, 1, 1)), 1, -1)
+    else:
+        values = jax.random.randint(key, (n_chains, 1, 1), 0, n_states)
+    return jnp.broadcast_to(values, (n_chains, L, L)).astype(jnp.int8)
+
+
+def random_start(key: jax.Array, n_chains: int, L: int, n_states: int = 2):
+    """Return independent uniformly random lattices ``(n_chains, L, L)`` int8."""
+    values = jax.random.randint(key, (n_chains, L, L), 0, n_states)
+    if n_states == 2:
+        values = 2 * values - 1
+    return values.astype(jnp.int8)
+
+
+def exchange_ladder(temperatures: np.ndarray, n_sites: int) -> np.ndarray:
+    """Return a replica exchange ladder that contains every requested temperature.
+
+    A geometric grid from ``min(T)`` to ``max(max(T), 2 min(T))`` with about
+    ``sqrt(N)`` temperatures per e-fold, the spacing at which neighbouring
+    energy distributions overlap when the heat capacity per spin is of order
+    one, merged with the requested temperatures. Sorted, increasing.
+    """
+    low = float(np.min(temperatures))
+    high = max(float(np.max(temperatures)), 2.0 * low)
+    n_grid = int(np.ceil(np.log(high / low) * np.sqrt(n_sites))) + 1
+    grid = np.geomspace(low, high, n_grid)
+    gap = np.min(np.abs(np.log(grid[:, None] / temperatures[None, :])), axis=1)
+    grid = grid[gap > 0.2 / np.sqrt(n_sites)]  # drop near-duplicates of a request
+    return np.unique(np.concatenate([grid, temperatures]))
 
 
 def run_chains(
@@ -135,12 +205,13 @@ def observables_from_traces(energy: np.ndarray, m: np.ndarray, T: float, n_sites
 
     Args:
         energy: energy per spin.
-        m: magnetization per spin.
+        m: order parameter per spin (the overlap may have fewer chains).
         T: temperature.
         n_sites: spins per configuration ``N``.
     """
     abs_m = np.abs(m)
-    summary = summarize_traces({"e": energy, "abs_m": abs_m})
+    # Separate summaries: the overlap has half as many traces as the energy.
+    summary = summarize_traces({"e": energy}) | summarize_traces({"abs_m": abs_m})
 
     def heat_capacity(e):
         return n_sites * np.var(e) / T**2
@@ -166,6 +237,45 @@ def observables_from_traces(energy: np.ndarray, m: np.ndarray, T: float, n_sites
     }
 
 
+def _observe_fn(order_parameter: str, n_states: int, n_sites: int):
+    """Build ``observe(spins, energy)`` for spins ``(C, L, L)`` and energies ``(C,)``.
+
+    Returns ``{"e": (C,), "m": (C,)}`` per spin, or ``"m"`` of shape
+    ``(C / 2,)`` for the overlap of chains ``2j`` and ``2j + 1``.
+    """
+    if order_parameter not in ORDER_PARAMETERS:
+        raise ValueError(
+            f"order_parameter={order_parameter!r} is invalid: use one of "
+            f"{sorted(ORDER_PARAMETERS)}"
+        )
+    if order_parameter in ("magnetization", "overlap") and n_states != 2:
+        raise ValueError(
+            f"order_parameter={order_parameter!r} needs spins -1/+1, but the "
+            f"energy has n_states={n_states}; use 'potts' or 'clock'"
+        )
+
+    def observe(spins, energy):
+        values = spins.astype(jnp.float32)
+        if order_parameter == "magnetization":
+            m = jnp.mean(values, axis=(-2, -1))
+        elif order_parameter == "overlap":
+            pairs = values.reshape(-1, 2, *values.shape[1:])
+            m = jnp.mean(pairs[:, 0] * pairs[:, 1], axis=(-2, -1))
+        elif order_parameter == "potts":
+            one_hot = jax.nn.one_hot(spins, n_states, dtype=jnp.float32)
+            largest = jnp.max(jnp.mean(one_hot, axis=(-3, -2)), axis=-1)
+            m = (n_states * largest - 1.0) / (n_states - 1.0)
+        else:
+            angle = (2.0 * np.pi / n_states) * values
+            m = jnp.hypot(
+                jnp.mean(jnp.cos(angle), axis=(-2, -1)),
+                jnp.mean(jnp.sin(angle), axis=(-2, -1)),
+            )
+        return {"e": energy / n_sites, "m": m}
+
+    return observe
+
+
 def run_tile_chains(
     energy: ExtensiveEnergy,
     L: int,
@@ -176,25 +286,69 @@ def run_tile_chains(
     n_sweeps: int,
     burn_in: int,
     description: str,
+    order_parameter: str = "magnetization",
+    exchange: bool = False,
     progress: bool = True,
 ) -> dict:
-    """Run tile-local Metropolis from ordered starts at every temperature at once.
+    """Run tile-local Metropolis at every temperature at once.
+
+    Chains start ordered (:func:`ordered_start`), except for the overlap,
+    whose pairs of chains start from independent random lattices. With
+    ``exchange`` every chain is a replica exchange ladder
+    (:func:`exchange_ladder`) and one sweep is one local sweep of every
+    replica followed by one round of swaps.
 
     Returns:
         ``{"e", "m", "acceptance_rate"}`` traces of shape
         ``(temperatures.size * n_chains, draws)``; chains ``k * n_chains`` to
-        ``(k + 1) * n_chains - 1`` run at ``temperatures[k]``. ``e`` and ``m``
-        are per spin.
+        ``(k + 1) * n_chains - 1`` run at ``temperatures[k]``. ``e`` is the
+        energy per spin and ``m`` the order parameter. For the overlap ``m``
+        has ``n_chains / 2`` traces per temperature, one per pair of chains.
     """
-    kernel = tile_local.build_kernel(energy, L)
+    local_kernel = tile_local.build_kernel(energy, L)
+    observe_spins = _observe_fn(order_parameter, energy.n_states, L * L)
     key_init, key_run = jax.random.split(key)
-    spins = ordered_start(key_init, n_chains * temperatures.size, L)
-    states = jax.jit(jax.vmap(lambda s: tile_local.init(s, energy)))(spins)
-    betas = jnp.asarray(np.repeat(1.0 / temperatures, n_chains), jnp.float32)
+    n_temperatures = temperatures.size
+    start = random_start if order_parameter == "overlap" else ordered_start
 
-    def observe(states):
-        m = jnp.mean(states.spins.astype(jnp.float32), axis=(-2, -1))
-        return {"e": states.energy / (L * L), "m": m}
+    def init_chain(spins):
+        return tile_local.init(spins, energy)
+
+    if not exchange:
+        spins = start(key_init, n_chains * n_temperatures, L, energy.n_states)
+        states = jax.jit(jax.vmap(init_chain))(spins)
+        betas = jnp.asarray(np.repeat(1.0 / temperatures, n_chains), jnp.float32)
+        kernel = local_kernel
+
+        def observe(states):
+            return observe_spins(states.spins, states.energy)
+
+    else:
+        ladder = exchange_ladder(temperatures, L * L)
+        positions = jnp.asarray(np.searchsorted(ladder, temperatures))
+        exchange_step = build_exchange_kernel(
+            lambda k, state, T: local_kernel(k, state, 1.0 / T),
+            lambda state: state.energy,
+        )
+        ladder_array = jnp.asarray(ladder, jnp.float32)
+        spins = start(key_init, n_chains * ladder.size, L, energy.n_states)
+        spins = spins.reshape(n_chains, ladder.size, L, L)
+        states = jax.jit(jax.vmap(lambda s: init_exchange(s, init_chain)))(spins)
+        betas = jnp.zeros(n_chains, jnp.float32)  # the ladder fixes the betas
+
+        def kernel(k, state, beta):
+            del beta
+            state, info = exchange_step(k, state, ladder_array)
+            return state, tile_local.TileLocalInfo(info.local_info.acceptance_rate)
+
+        def observe(states):
+            def requested(leaf):  # (n_chains, R, ...) -> (n_T * n_chains, ...)
+                leaf = jnp.swapaxes(leaf[:, positions], 0, 1)
+                return leaf.reshape(-1, *leaf.shape[2:])
+
+            return observe_spins(
+                requested(states.replicas.spins), requested(states.replicas.energy)
+            )
 
     traces, _ = run_chains(
         kernel,
@@ -207,6 +361,9 @@ def run_tile_chains(
         description=description,
         progress=progress,
     )
+    if exchange:  # (R, chain, draw) -> acceptance at the requested temperatures
+        rates = traces["acceptance_rate"][np.asarray(positions)]
+        traces["acceptance_rate"] = rates.reshape(n_temperatures * n_chains, -1)
     return traces
 
 
@@ -219,6 +376,8 @@ def transfer(
     n_chains: int = 32,
     n_sweeps: int = 2000,
     burn_in: int = 500,
+    order_parameter: str | None = None,
+    exchange: bool = False,
     progress: bool = True,
 ) -> list[dict]:
     """Sample ``exp(-E / T)`` on an ``L x L`` lattice at each temperature.
@@ -226,20 +385,41 @@ def transfer(
     Args:
         energy: the learned extensive energy.
         temperatures: target temperatures (k_B = 1).
-        L: lattice size, a multiple of the energy network's focus.
+        L: lattice size, a multiple of the energy network's focus (for an
+            energy with per-bond couplings, its training size).
         key: PRNG key (keyword only).
-        n_chains: independent chains per temperature, started ordered.
+        n_chains: independent chains per temperature (an even number for the
+            overlap, which pairs them).
         n_sweeps: recorded sweeps per chain.
         burn_in: discarded sweeps per chain.
+        order_parameter: a key of :data:`ORDER_PARAMETERS`; default
+            ``"magnetization"`` for spins and ``"potts"`` for ``q > 2``
+            states. :func:`order_parameter_for_model` picks it from a data
+            set's model name.
+        exchange: run every chain as a replica exchange ladder over
+            :func:`exchange_ladder`, for energies with slow local dynamics at
+            low temperature, such as spin glasses.
         progress: show a progress bar.
 
     Returns:
-        One row per temperature with ``L``, ``T`` and the observables of
-        :func:`observables_from_traces`, plus the acceptance rate.
+        One row per temperature with ``L``, ``T``, the observables of
+        :func:`observables_from_traces` (``abs_m`` holds the order
+        parameter, named in the row's ``order_parameter``), the acceptance
+        rate of the local moves and, with ``exchange``, the ladder size.
     """
     temperatures = check_temperatures(temperatures)
-    if n_chains < 2:
-        raise ValueError(f"n_chains={n_chains} is invalid: R-hat needs at least 2")
+    if order_parameter is None:
+        order_parameter = order_parameter_for_model(None, energy.n_states)
+    minimum = 4 if order_parameter == "overlap" else 2
+    if n_chains < minimum or (order_parameter == "overlap" and n_chains % 2):
+        raise ValueError(
+            f"n_chains={n_chains} is invalid: R-hat needs at least 2 chains"
+            + (
+                ", and the overlap pairs them, so pass an even number >= 4"
+                if order_parameter == "overlap"
+                else ""
+            )
+        )
     energy.geometry(L)  # raises a clear error if L does not fit the tiles
     n_sites = L * L
     traces = run_tile_chains(
@@ -251,18 +431,26 @@ def transfer(
         n_sweeps=n_sweeps,
         burn_in=burn_in,
         description=f"transfer L={L}",
+        order_parameter=order_parameter,
+        exchange=exchange,
         progress=progress,
     )
+    per_m = n_chains // 2 if order_parameter == "overlap" else n_chains
     rows = []
     for k, T in enumerate(temperatures):
         chains = slice(k * n_chains, (k + 1) * n_chains)
-        row = {"L": int(L), "T": float(T)}
+        m_chains = slice(k * per_m, (k + 1) * per_m)
+        row = {"L": int(L), "T": float(T), "order_parameter": order_parameter}
         row.update(
             observables_from_traces(
-                traces["e"][chains], traces["m"][chains], T, n_sites
+                traces["e"][chains], traces["m"][m_chains], T, n_sites
             )
         )
         row["acceptance_rate"] = float(np.mean(traces["acceptance_rate"][chains]))
+        if exchange:
+            row["exchange_ladder_size"] = int(
+                exchange_ladder(temperatures, n_sites).size
+            )
         rows.append(row)
         logger.info("transfer L=%d T=%.4g: %s", L, T, row)
     return rows

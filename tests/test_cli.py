@@ -287,21 +287,52 @@ def test_fit_stops_on_non_finite_loss(workflow, tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    "options, low, high, has_bonds",
+    "options, low, high, has_bonds, order",
     [
-        (["--model", "potts", "--q", "3", "--T", "1.5"], 0, 2, False),
-        (["--model", "spin-glass", "--bond-seed", "3", "--T", "2"], -1, 1, True),
+        (["--model", "potts", "--q", "3", "--T", "1.5"], 0, 2, False, "potts"),
+        (
+            ["--model", "spin-glass", "--bond-seed", "3", "--T", "2"],
+            -1,
+            1,
+            True,
+            "overlap",
+        ),
     ],
 )
-def test_simulate_other_models(tmp_path, options, low, high, has_bonds):
-    out = tmp_path / "data.h5"
+def test_other_models_end_to_end(
+    tmp_path, capsys, options, low, high, has_bonds, order
+):
+    data, model, out = tmp_path / "data.h5", tmp_path / "model", tmp_path / "t.json"
     argv = ["--no-progress", "simulate", "--L", "4", "--samples", "64"]
-    argv += ["--chains", "8", "-o", str(out)] + options
+    argv += ["--chains", "8", "-o", str(data)] + options
     assert main(argv) == 0
-    with h5py.File(out, "r") as file:
+    with h5py.File(data, "r") as file:
         spins = file["spins"][...]
         assert file.attrs["model"] == options[1]
         assert ("bonds" in file) == has_bonds
     assert spins.shape == (64, 4, 4)
     assert spins.min() >= low
     assert spins.max() <= high
+    if not has_bonds:
+        # test_potts_fit.py checks the Potts fit and transfer, and the options
+        # that `dcl fit` derives from the data (config_for_data).
+        return
+
+    tiny = ["--q-steps", "20", "--energy-steps", "20", "--hidden-size", "8"]
+    assert main(["--no-progress", "fit", str(data), "-o", str(model)] + tiny) == 0
+    config = json.loads((model / "config.json").read_text())["fit_config"]
+    assert config["n_states"] == 2
+    assert config["energy_kind"] == "bonds"
+
+    argv = ["--no-progress", "transfer", str(model), "--T", "1", "2", "--L", "4"]
+    argv += ["--chains", "4", "--sweeps", "20", "--burn-in", "0", "-o", str(out)]
+    assert main(argv) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [row["order_parameter"] for row in rows] == [order, order]
+    assert "exchange_ladder_size" in rows[0]
+    assert all(0.0 <= row["abs_m"] <= 1.0 for row in rows)
+
+    # Learned bond couplings exist only at the training size.
+    argv[argv.index("--L") + 1] = "8"
+    assert main(argv + ["--force"]) == 2
+    assert "learned bond couplings for L=4" in capsys.readouterr().err

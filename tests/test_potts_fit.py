@@ -23,12 +23,18 @@ from dcl_prob.evaluation import (
     effective_pair_couplings,
     potts_energy_network,
     spin_glass_energy_network,
+    uniform_mean_energy,
 )
 from dcl_prob.fit import FitConfig, fit
-from dcl_prob.fit_config import check_spins
-from dcl_prob.hamiltonians import EdwardsAndersonModel, PottsModel
+from dcl_prob.fit_config import (
+    BOND_ENERGY_LEARNING_RATE,
+    check_spins,
+    config_for_data,
+)
+from dcl_prob.hamiltonians import ClockModel, EdwardsAndersonModel, PottsModel
 from dcl_prob.model_io import load_model, save_model
 from dcl_prob.samplers import tile_local
+from dcl_prob.transfer import transfer
 
 L = 3
 Q = 3
@@ -257,3 +263,74 @@ def test_config_without_new_fields_reads_defaults():
     assert config.energy_kind == "tiles"
     assert not config.colour_symmetric
     assert not config.q_colour_symmetric
+
+
+TRANSFER_TEMPERATURES = [1.0, 2.0]
+
+
+def test_transfer_potts_order_parameter_matches_enumeration(potts_energy):
+    rows = transfer(
+        potts_energy,
+        TRANSFER_TEMPERATURES,
+        L,
+        key=jax.random.key(5),
+        n_chains=16,
+        n_sweeps=1000,
+        burn_in=200,
+        progress=False,
+    )
+    for row in rows:
+        exact = enumerate_model(POTTS, L, row["T"])
+        assert row["order_parameter"] == "potts"
+        # 4.5 standard errors: each comparison fails with probability 7e-6
+        # for an exact sampler whose MCSE is right.
+        assert abs(row["e"] - exact.energy) < 4.5 * row["e_err"]
+        assert abs(row["abs_m"] - exact.order_parameter) < 4.5 * row["abs_m_err"]
+
+
+def test_transfer_exchange_overlap_matches_enumeration():
+    energy = spin_glass_energy_network(GLASS.bonds, focus=1, context=1, hidden=())
+    rows = transfer(
+        energy,
+        TRANSFER_TEMPERATURES,
+        L,
+        key=jax.random.key(6),
+        n_chains=16,
+        n_sweeps=1000,
+        burn_in=200,
+        order_parameter="overlap",
+        exchange=True,
+        progress=False,
+    )
+    for row in rows:
+        exact = enumerate_model(GLASS, L, row["T"])
+        spins = exact.configs.reshape(exact.configs.shape[0], -1).astype(np.float64)
+        overlaps = np.abs(spins @ spins.T) / spins.shape[1]
+        abs_overlap = exact.probabilities @ overlaps @ exact.probabilities
+        assert row["order_parameter"] == "overlap"
+        assert row["exchange_ladder_size"] > len(TRANSFER_TEMPERATURES)
+        # 4.5 standard errors, as above.
+        assert abs(row["e"] - exact.energy) < 4.5 * row["e_err"]
+        assert abs(row["abs_m"] - abs_overlap) < 4.5 * row["abs_m_err"]
+
+
+def test_config_for_data_follows_the_model():
+    potts = config_for_data({"model": "potts", "encoding": "potts", "q": 3})
+    assert (potts.n_states, potts.colour_symmetric) == (3, True)
+    clock = config_for_data({"model": "clock", "encoding": "potts", "q": 4})
+    assert (clock.n_states, clock.colour_symmetric) == (4, False)
+    glass = config_for_data({"model": "spin-glass", "encoding": "pm1"})
+    assert glass.energy_kind == "bonds"
+    assert glass.energy_hidden == ()
+    assert glass.lv_weight == 0.0
+    assert glass.energy_learning_rate == BOND_ENERGY_LEARNING_RATE
+    field = config_for_data({"model": "ising", "h": 0.5}, hidden_size=8)
+    assert (field.z2, field.hidden_size, field.n_states) == (False, 8, 2)
+    chosen = config_for_data({"model": "spin-glass"}, energy_learning_rate=1e-3)
+    assert chosen.energy_learning_rate == 1e-3
+
+
+@pytest.mark.parametrize("model", [POTTS, GLASS, ClockModel(4)])
+def test_uniform_mean_energy_is_the_mean_over_all_configurations(model):
+    energies = enumerate_model(model, L, 1.0).energies
+    assert uniform_mean_energy(model) == pytest.approx(np.mean(energies) / L**2)
