@@ -211,9 +211,10 @@ def posterior_predictive_check(
 def plot_ppc(idata, path: str | os.PathLike) -> None:
     """Plot the data against the replicas of :func:`posterior_predictive_check` (PNG).
 
-    Panels: histograms of the energy per spin and of ``|m|`` (data filled,
-    one outline per posterior draw), and ``C(r)`` of the data with two
-    standard errors of the mean against the mean of each draw's replicas.
+    Panels: ``arviz.plot_ppc`` densities of the energy per spin and of
+    ``|m|`` (one per posterior draw, their mean and the data), and ``C(r)``
+    of the data with two standard errors of the mean against the mean of
+    each draw's replicas.
     """
     # dcl_prob.plots selects the Agg backend before pyplot is imported.
     from dcl_prob.plots import save_figure
@@ -232,23 +233,12 @@ def plot_ppc(idata, path: str | os.PathLike) -> None:
     order_label = "Potts order parameter" if attrs.get("q") is not None else "|m|"
     labels = {"energy": "energy per spin E/N", "abs_m": order_label}
     for ax, name in zip(axes[:2], ("energy", "abs_m")):
-        data = np.asarray(observed[name].values)
-        replicas = np.asarray(predictive[name].values)[0]
-        bins = np.histogram_bin_edges(np.concatenate([data, replicas.ravel()]), 30)
-        ax.hist(data, bins=bins, density=True, alpha=0.4, label="data")
-        for index, replica in enumerate(replicas):
-            ax.hist(
-                replica,
-                bins=bins,
-                density=True,
-                histtype="step",
-                color="C1",
-                alpha=0.7,
-                label="posterior draws" if index == 0 else None,
-            )
+        # ArviZ draws one density per posterior draw, their mean and the data.
+        az.plot_ppc(
+            idata, var_names=[name], kind="kde", ax=ax, legend=True, random_seed=0
+        )
         ax.set_xlabel(labels[name])
-        ax.set_ylabel("density")
-        ax.legend(fontsize=8)
+        ax.set_title("")
 
     distance = np.asarray(observed["distance"].values)
     data = np.asarray(observed["correlation"].values)
