@@ -97,9 +97,26 @@ def _coupling_check(energy, model, spins) -> dict:
     return {
         "mean": float(np.mean(couplings)),
         "std_over_bonds": float(np.std(couplings)),
-        "true": float(model.J),
+        "true": _projected_coupling(model),
         "configurations": int(spins.shape[0]),
     }
+
+
+def _projected_coupling(model) -> float:
+    """Return what :func:`~dcl_prob.evaluation.effective_pair_couplings` gives for
+    the true nearest-neighbour pair energy of ``model``.
+
+    With the pair energy ``f(a, b) = -J table(a, b)`` it is
+    ``mean_{a != b} f(a, b) - mean_a f(a, a)``: ``J`` for Potts (``table`` is
+    the delta) and ``J q / (q - 1)`` for the clock model. For spins it is
+    ``J`` itself.
+    """
+    table_fn = getattr(model, "_pair_table", None)
+    if table_fn is None:
+        return float(model.J)
+    table = np.asarray(table_fn(), np.float64)
+    off_diagonal = ~np.eye(table.shape[0], dtype=bool)
+    return float(-model.J * (table[off_diagonal].mean() - np.diag(table).mean()))
 
 
 def run_model_demo(out: Path, settings, *, seed: int, overwrite: bool, progress):
