@@ -1,10 +1,10 @@
-"""The demonstrations of ``dcl demo --model potts`` and ``--model spin-glass``.
+"""The demonstrations of ``dcl demo --model`` for the models other than Ising.
 
 Each follows the steps of the Ising demo in :mod:`dcl_prob.demo`. Monte Carlo
-makes data of the true model at one temperature ``T0`` and one size; ``fit``
-sees those configurations and ``T0`` alone; ``transfer`` samples the learned
-energy at other temperatures (and sizes, where the energy allows it). For
-evaluation only, Monte Carlo of the true model then runs at every target.
+makes data of the true model at one temperature ``T0`` and one size. ``fit``
+receives those configurations and ``T0`` alone. ``transfer`` samples the
+learned energy at other temperatures (and sizes, where the energy allows it).
+For evaluation only, Monte Carlo of the true model then runs at every target.
 
 - Potts, q = 3, standard form ``-J sum delta(s_i, s_j)``: trained on 8 x 8
   above ``T_c = J / ln(1 + sqrt(3))`` (about 0.995), transferred through the

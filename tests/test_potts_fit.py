@@ -331,6 +331,6 @@ def test_config_for_data_follows_the_model():
 
 
 @pytest.mark.parametrize("model", [POTTS, GLASS, ClockModel(4)])
-def test_uniform_mean_energy_is_the_mean_over_all_configurations(model):
+def test_uniform_mean_energy_matches_enumeration(model):
     energies = enumerate_model(model, L, 1.0).energies
     assert uniform_mean_energy(model) == pytest.approx(np.mean(energies) / L**2)
