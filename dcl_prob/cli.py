@@ -9,6 +9,7 @@ import warnings
 from pathlib import Path
 
 from dcl_prob.cli_couplings import add_couplings_parser, run_couplings
+from dcl_prob.cli_types import positive_float, positive_int
 
 __all__ = ["build_parser", "main"]
 
@@ -26,30 +27,8 @@ class _FORMATTER(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (value > 0 and value < float("inf")):
-        raise argparse.ArgumentTypeError(
-            f"{text} is invalid: it must be finite and > 0"
-        )
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is invalid: it must be >= 1")
-    return value
-
-
 def _lattice_size(text: str) -> int:
-    value = _positive_int(text)
+    value = positive_int(text)
     if value < 2:
         raise argparse.ArgumentTypeError(f"L={value} is invalid: it must be >= 2")
     return value
@@ -92,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="lattice model",
     )
     sim.add_argument("--L", type=_lattice_size, default=16, help="lattice size")
-    sim.add_argument("--T", type=_positive_float, default=3.0, help="temperature")
+    sim.add_argument("--T", type=positive_float, default=3.0, help="temperature")
     sim.add_argument("--J", type=float, default=1.0, help="nearest-neighbour coupling")
     sim.add_argument(
         "--h", type=float, default=0.0, help="external field (ising, ising-nnn)"
@@ -113,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--bond-seed", type=int, default=0, help="seed of the spin-glass bonds"
     )
     sim.add_argument(
-        "--samples", type=_positive_int, default=20000, help="configurations to store"
+        "--samples", type=positive_int, default=20000, help="configurations to store"
     )
     sim.add_argument(
         "--sampler",
@@ -130,14 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument(
         "--temperatures",
-        type=_positive_float,
+        type=positive_float,
         nargs="+",
         default=None,
         help="ladder of parallel tempering, including --T (default: 16 "
         "temperatures from T to 4 T)",
     )
     sim.add_argument(
-        "--chains", type=_positive_int, default=64, help="independent chains"
+        "--chains", type=positive_int, default=64, help="independent chains"
     )
     sim.add_argument("--seed", type=int, default=0, help="PRNG seed")
     sim.add_argument("-o", "--output", required=True, help="output HDF5 file")
@@ -156,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit_parser.add_argument("--seed", type=int, default=0, help="PRNG seed")
     fit_parser.add_argument(
-        "--hidden-size", type=_positive_int, default=64, help="GRU hidden units"
+        "--hidden-size", type=positive_int, default=64, help="GRU hidden units"
     )
     fit_parser.add_argument(
         "--q-position",
@@ -166,26 +145,26 @@ def build_parser() -> argparse.ArgumentParser:
         "learns one vector per site of the training size",
     )
     fit_parser.add_argument(
-        "--q-steps", type=_positive_int, default=1500, help="likelihood steps for q"
+        "--q-steps", type=positive_int, default=1500, help="likelihood steps for q"
     )
     fit_parser.add_argument(
         "--energy-steps",
-        type=_positive_int,
+        type=positive_int,
         default=1500,
         help="consistency steps for E",
     )
     fit_parser.add_argument(
-        "--batch-size", type=_positive_int, default=256, help="configurations per step"
+        "--batch-size", type=positive_int, default=256, help="configurations per step"
     )
     fit_parser.add_argument(
         "--q-learning-rate",
-        type=_positive_float,
+        type=positive_float,
         default=3e-3,
         help="peak Adam learning rate of q",
     )
     fit_parser.add_argument(
         "--energy-learning-rate",
-        type=_positive_float,
+        type=positive_float,
         default=None,
         help="peak Adam learning rate of E (default: 3e-3, or 1e-2 with bond "
         "couplings)",
@@ -229,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit_parser.add_argument(
         "--checkpoint-every",
-        type=_positive_int,
+        type=positive_int,
         default=500,
         help="steps between checkpoints, written to OUTPUT.checkpoint/ and "
         "removed when the fit succeeds",
@@ -251,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tr.add_argument("model", help="model directory written by `dcl fit`")
     tr.add_argument(
-        "--T", type=_positive_float, nargs="+", required=True, help="temperatures"
+        "--T", type=positive_float, nargs="+", required=True, help="temperatures"
     )
     tr.add_argument(
         "--L",
@@ -261,10 +240,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="lattice sizes (default: the training size)",
     )
     tr.add_argument(
-        "--chains", type=_positive_int, default=32, help="chains per temperature"
+        "--chains", type=positive_int, default=32, help="chains per temperature"
     )
     tr.add_argument(
-        "--sweeps", type=_positive_int, default=2000, help="recorded sweeps per chain"
+        "--sweeps", type=positive_int, default=2000, help="recorded sweeps per chain"
     )
     tr.add_argument("--burn-in", type=int, default=500, help="discarded sweeps")
     tr.add_argument(
@@ -286,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     val.add_argument("model", help="model directory written by `dcl fit`")
     val.add_argument(
-        "--T", type=_positive_float, nargs="+", required=True, help="temperatures"
+        "--T", type=positive_float, nargs="+", required=True, help="temperatures"
     )
     val.add_argument(
         "--L",
@@ -296,17 +275,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     val.add_argument(
         "--chains",
-        type=_positive_int,
+        type=positive_int,
         default=4,
         help="chains per sampler and temperature (at least 4)",
     )
     val.add_argument(
-        "--sweeps", type=_positive_int, default=2000, help="recorded sweeps per chain"
+        "--sweeps", type=positive_int, default=2000, help="recorded sweeps per chain"
     )
     val.add_argument("--burn-in", type=int, default=500, help="discarded sweeps")
     val.add_argument(
         "--is-samples",
-        type=_positive_int,
+        type=positive_int,
         default=20000,
         help="samples from q for importance sampling",
     )
@@ -326,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ann.add_argument("model", help="model directory written by `dcl fit`")
     ann.add_argument(
-        "--T", type=_positive_float, nargs="+", required=True, help="temperatures"
+        "--T", type=positive_float, nargs="+", required=True, help="temperatures"
     )
     ann.add_argument(
         "--L",
@@ -337,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ann.add_argument(
         "--range",
-        type=_positive_float,
+        type=positive_float,
         nargs=2,
         default=None,
         metavar=("T_LOW", "T_HIGH"),
@@ -346,22 +325,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ann.add_argument(
         "--steps",
-        type=_positive_int,
+        type=positive_int,
         default=2000,
         help="optimisation steps per T (in total with --range)",
     )
     ann.add_argument(
-        "--batch-size", type=_positive_int, default=1024, help="samples of q per step"
+        "--batch-size", type=positive_int, default=1024, help="samples of q per step"
     )
     ann.add_argument(
-        "--learning-rate", type=_positive_float, default=1e-3, help="peak Adam rate"
+        "--learning-rate", type=positive_float, default=1e-3, help="peak Adam rate"
     )
     ann.add_argument(
         "--z2", action="store_true", help="symmetrise q under the global spin flip"
     )
     ann.add_argument(
         "--eval-size",
-        type=_positive_int,
+        type=positive_int,
         default=16384,
         help="fresh samples of q for the estimates at each T",
     )

@@ -25,6 +25,8 @@ import json
 import os
 from pathlib import Path
 
+from dcl_prob.cli_types import positive_float, positive_int
+
 __all__ = ["COUPLING_MODELS", "add_couplings_parser", "run_couplings"]
 
 # Command-line model names and the names of dcl_prob.bayes.posterior.
@@ -45,28 +47,6 @@ _DEFAULT_MODELS = {
 }
 _MAX_TRACE_COUPLINGS = 8
 _HDI_PROB = 0.9
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is invalid: it must be >= 1")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (0 < value < float("inf")):
-        raise argparse.ArgumentTypeError(
-            f"{text} is invalid: it must be finite and > 0"
-        )
-    return value
 
 
 def add_couplings_parser(
@@ -104,7 +84,7 @@ def add_couplings_parser(
     )
     parser.add_argument(
         "--proposal-samples",
-        type=_positive_int,
+        type=positive_int,
         default=16384,
         help="samples of q that estimate ln Z (dcl)",
     )
@@ -116,14 +96,14 @@ def add_couplings_parser(
     )
     parser.add_argument(
         "--block-size",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         help="consecutive configurations per score block of the adjustment; "
         "about 2 tau_int for correlated configurations",
     )
     parser.add_argument(
         "--prior-scale",
-        type=_positive_float,
+        type=positive_float,
         default=1.0,
         help="standard deviation of the Normal(0, s) prior of each coupling "
         "(energy units)",
@@ -138,11 +118,11 @@ def add_couplings_parser(
     parser.add_argument(
         "--no-compare", action="store_true", help="skip the model comparison"
     )
-    parser.add_argument("--warmup", type=_positive_int, default=500, help="NUTS warmup")
+    parser.add_argument("--warmup", type=positive_int, default=500, help="NUTS warmup")
     parser.add_argument(
-        "--samples", type=_positive_int, default=1000, help="NUTS draws per chain"
+        "--samples", type=positive_int, default=1000, help="NUTS draws per chain"
     )
-    parser.add_argument("--chains", type=_positive_int, default=4, help="NUTS chains")
+    parser.add_argument("--chains", type=positive_int, default=4, help="NUTS chains")
     parser.add_argument(
         "--ppc-draws",
         type=int,
@@ -151,7 +131,7 @@ def add_couplings_parser(
     )
     parser.add_argument(
         "--ppc-configs",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="configurations per simulated draw (default: min(n, 256))",
     )
