@@ -22,8 +22,8 @@ likelihood because the site conditionals of one configuration are dependent.
 For the Ising ``J`` far above ``T_c`` each bond enters the conditionals of
 both its sites, so ``J / H`` tends to 2 and the unadjusted posterior is too
 narrow. Near ``T_c`` the ratio drops below 1, and the posterior is too wide.
-``benchmarks/bayes_calibration.py`` measured ``J / H`` of about 1.8 at T = 6,
-1.25 at T = 3 and 0.8 at T = 2.27 for the 8 x 8 model with ``J = 1``.
+``benchmarks/bayes_calibration.py`` measured ``J / H`` of 1.79 at T = 6,
+1.30 at T = 3 and 0.77 at T = 2.269 for the 8 x 8 model with ``J = 1``.
 
 The adjusted log pseudo-likelihood is ``l_adj(theta) = l(theta_hat + C (theta
 - theta_hat))`` for a ``(p, p)`` matrix ``C``. Expanding ``l`` to second order

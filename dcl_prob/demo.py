@@ -27,13 +27,12 @@ import jax
 
 from dcl_prob import evaluation
 from dcl_prob.data import save_dataset
-from dcl_prob.demo_models import DEMO_MODELS, run_model_demo
+from dcl_prob.demo_models import DEMO_MODELS, run_model_demo, transfer_sizes
 from dcl_prob.fit import FitConfig, fit
 from dcl_prob.hamiltonians import IsingModel
 from dcl_prob.model_io import save_model
 from dcl_prob.montecarlo import simulate
 from dcl_prob.plots import plot_transfer
-from dcl_prob.transfer import transfer
 
 __all__ = ["DemoSettings", "demo_settings", "format_table", "run_demo", "write_json"]
 
@@ -212,21 +211,8 @@ def run_demo(
     save_model(out / "model", result, data_attrs=attrs, overwrite=overwrite)
     timings["fit_s"] = time.perf_counter() - start
 
-    rows = []
     start = time.perf_counter()
-    for L, key_L in zip(
-        settings.sizes, jax.random.split(key_transfer, len(settings.sizes))
-    ):
-        rows += transfer(
-            result.energy,
-            settings.temperatures,
-            L,
-            key=key_L,
-            n_chains=settings.n_chains,
-            n_sweeps=settings.n_sweeps,
-            burn_in=settings.burn_in,
-            progress=progress,
-        )
+    rows = transfer_sizes(result.energy, settings, key=key_transfer, progress=progress)
     timings["transfer_s"] = time.perf_counter() - start
 
     start = time.perf_counter()

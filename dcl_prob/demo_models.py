@@ -42,7 +42,7 @@ from dcl_prob.plots import plot_transfer
 from dcl_prob.spin_glass import EdwardsAndersonModel
 from dcl_prob.transfer import order_parameter_for_model, transfer
 
-__all__ = ["DEMO_MODELS", "format_model_table", "run_model_demo"]
+__all__ = ["DEMO_MODELS", "format_model_table", "run_model_demo", "transfer_sizes"]
 
 #: Models of ``dcl demo --model``; all but ``"ising"`` run here.
 DEMO_MODELS = ("ising", "ising-nnn", "potts", "clock", "spin-glass")
@@ -119,6 +119,30 @@ def _projected_coupling(model) -> float:
     return float(-model.J * (table[off_diagonal].mean() - np.diag(table).mean()))
 
 
+def transfer_sizes(energy, settings, *, key, progress=True, **options) -> list[dict]:
+    """Run :func:`~dcl_prob.transfer.transfer` at every size of ``settings``.
+
+    ``settings`` is a :class:`~dcl_prob.demo.DemoSettings`; ``options`` go to
+    ``transfer`` unchanged (``order_parameter``, ``exchange``). Returns the
+    rows of all sizes in the order of ``settings.sizes``.
+    """
+    rows = []
+    keys = jax.random.split(key, len(settings.sizes))
+    for L, key_L in zip(settings.sizes, keys):
+        rows += transfer(
+            energy,
+            settings.temperatures,
+            L,
+            key=key_L,
+            n_chains=settings.n_chains,
+            n_sweeps=settings.n_sweeps,
+            burn_in=settings.burn_in,
+            progress=progress,
+            **options,
+        )
+    return rows
+
+
 def run_model_demo(out: Path, settings, *, seed: int, overwrite: bool, progress):
     """Run the demo of ``settings.model`` and write its files to ``out``.
 
@@ -161,22 +185,14 @@ def run_model_demo(out: Path, settings, *, seed: int, overwrite: bool, progress)
     timings["fit_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    rows = []
-    for L, key_L in zip(
-        settings.sizes, jax.random.split(key_transfer, len(settings.sizes))
-    ):
-        rows += transfer(
-            result.energy,
-            settings.temperatures,
-            L,
-            key=key_L,
-            n_chains=settings.n_chains,
-            n_sweeps=settings.n_sweeps,
-            burn_in=settings.burn_in,
-            order_parameter=order_parameter,
-            exchange=isinstance(model, EdwardsAndersonModel),
-            progress=progress,
-        )
+    rows = transfer_sizes(
+        result.energy,
+        settings,
+        key=key_transfer,
+        order_parameter=order_parameter,
+        exchange=isinstance(model, EdwardsAndersonModel),
+        progress=progress,
+    )
     timings["transfer_s"] = time.perf_counter() - start
 
     start = time.perf_counter()

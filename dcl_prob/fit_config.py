@@ -257,9 +257,9 @@ def config_for_data(attrs: dict, **options) -> FitConfig:
       over equilibrium configurations, and transferred energies came out
       6-8 % too low at T = 1 to 3, against 0.5 % without it. The
       log-variance term is left out too (``lv_weight=0``): on the same data
-      it pulled the couplings 0.6-0.9 % below the pseudo-likelihood optimum
-      (least-squares slope against the true bonds 0.991-0.996, against 1.001),
-      which moved the energy at T = 3 by 1.3 %, while the held-out
+      it made the couplings weaker (least-squares slope against the true
+      bonds 0.991-0.996, against 1.001 without it), which moved the energy at
+      T = 3 by up to 1.3 %, while the held-out
       log-variance of q against E was the same (0.008 per spin) with or
       without it;
     - ``colour_symmetric``: True for ``model="potts"``, whose energy is
