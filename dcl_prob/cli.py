@@ -34,6 +34,14 @@ def _lattice_size(text: str) -> int:
     return value
 
 
+def _is_primary_process() -> bool:
+    """Return whether this process writes the outputs: process 0 of a
+    multi-process run (see dcl_prob.sharding.DISTRIBUTED_ENV), or the only one."""
+    from dcl_prob import sharding
+
+    return sharding.is_primary_process()
+
+
 def _package_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -222,6 +230,13 @@ def build_parser() -> argparse.ArgumentParser:
     fit_parser.add_argument(
         "--force", action="store_true", help="overwrite the model directory"
     )
+    fit_parser.add_argument(
+        "--stream",
+        action="store_true",
+        help="read the batches from the HDF5 file chunk by chunk instead of "
+        "loading it, for data larger than memory (other batches, so other "
+        "results, than a fit in memory)",
+    )
 
     tr = commands.add_parser(
         "transfer",
@@ -288,6 +303,24 @@ def build_parser() -> argparse.ArgumentParser:
         type=positive_int,
         default=20000,
         help="samples from q for importance sampling",
+    )
+    val.add_argument(
+        "--imh-steps",
+        type=positive_int,
+        default=2000,
+        help="steps of independence Metropolis-Hastings with q as proposal",
+    )
+    val.add_argument(
+        "--smc-particles",
+        type=positive_int,
+        default=512,
+        help="particles of each tempered SMC run",
+    )
+    val.add_argument(
+        "--smc-runs",
+        type=positive_int,
+        default=8,
+        help="independent SMC runs, whose spread gives the ln Z error",
     )
     val.add_argument("--seed", type=int, default=0, help="PRNG seed")
     val.add_argument(
@@ -434,11 +467,21 @@ def _fit(args) -> None:
     from dcl_prob.fit import fit
     from dcl_prob.fit_config import config_for_data
     from dcl_prob.model_io import Checkpointer, save_model
+    from dcl_prob.streaming import StreamedSpins
 
+    primary = _is_primary_process()
     output = Path(args.output)
     if output.exists() and not args.force:
         raise FileExistsError(f"{output} already exists; pass --force to replace it")
-    data = load_dataset(args.data, encoding=args.encoding)
+    if args.stream:
+        data = StreamedSpins(args.data, encoding=args.encoding)
+        spins, data_sha256 = data, data.sha256
+    else:
+        data = load_dataset(args.data, encoding=args.encoding)
+        spins = data.spins
+        data_sha256 = hashlib.sha256(
+            np.ascontiguousarray(data.spins).tobytes()
+        ).hexdigest()
     config = config_for_data(
         data.attrs,
         n_states=args.n_states,
@@ -457,13 +500,13 @@ def _fit(args) -> None:
         joint=args.joint,
     )
     fingerprint = {
-        "data_sha256": hashlib.sha256(
-            np.ascontiguousarray(data.spins).tobytes()
-        ).hexdigest(),
+        "data_sha256": data_sha256,
         "temperature": float(data.temperature),
         "fit_config": config.to_dict(),
         "seed": args.seed,
     }
+    if args.stream:  # streamed batches differ, so their checkpoints do too
+        fingerprint["streamed"] = True
     checkpoints = Checkpointer(
         output.with_name(output.name + ".checkpoint"),
         args.checkpoint_every,
@@ -472,7 +515,8 @@ def _fit(args) -> None:
     if checkpoints.exists() and args.resume:
         checkpoints.check()
     elif checkpoints.exists() and args.force:
-        checkpoints.remove()
+        if primary:
+            checkpoints.remove()
     elif checkpoints.exists():
         raise FileExistsError(
             f"{checkpoints.directory} contains the checkpoint of an interrupted fit; "
@@ -484,14 +528,18 @@ def _fit(args) -> None:
             "beginning",
             file=sys.stderr,
         )
+    # Only process 0 writes checkpoints; the others read them to resume.
+    process_checkpoints = checkpoints
+    if not primary:
+        process_checkpoints = _ReadOnlyCheckpoints(checkpoints) if args.resume else None
     try:
         result = fit(
-            data.spins,
+            spins,
             data.temperature,
             key=jax.random.key(args.seed),
             config=config,
             progress=not args.no_progress,
-            checkpoints=checkpoints,
+            checkpoints=process_checkpoints,
         )
     except FloatingPointError as error:
         raise FloatingPointError(
@@ -499,9 +547,27 @@ def _fit(args) -> None:
             f"{checkpoints.directory}; the fit is deterministic, so rerun with "
             "--force and a lower --q-learning-rate or --energy-learning-rate"
         ) from None
+    finally:
+        if args.stream:
+            data.close()
+    if not primary:
+        return
     save_model(output, result, data_attrs=data.attrs, overwrite=args.force)
     checkpoints.remove()
     print(f"wrote model to {output}: {result.metrics}")
+
+
+class _ReadOnlyCheckpoints:
+    """Checkpoints of the processes other than 0, which read but never write."""
+
+    def __init__(self, checkpoints):
+        self._checkpoints = checkpoints
+
+    def save(self, *args, **kwargs) -> None:
+        pass
+
+    def restore(self, phase, model, opt_state):
+        return self._checkpoints.restore(phase, model, opt_state)
 
 
 def _transfer(args) -> None:
@@ -513,6 +579,7 @@ def _transfer(args) -> None:
     from dcl_prob.plots import plot_transfer
     from dcl_prob.transfer import order_parameter_for_model, transfer
 
+    primary = _is_primary_process()
     for path in filter(None, (args.output, args.plot)):
         if Path(path).exists() and not args.force:
             raise FileExistsError(f"{path} already exists; pass --force to replace it")
@@ -547,6 +614,8 @@ def _transfer(args) -> None:
             row["reference"] = {
                 "kaufman": evaluation.kaufman_reference(row["L"], row["T"], kaufman_J)
             }
+    if not primary:
+        return
     trained_at = {"T": loaded.temperature, "L": loaded.L}
     payload = {
         "model": attrs.get("model", "unknown"),
@@ -605,6 +674,9 @@ def _validate(args) -> None:
             n_sweeps=args.sweeps,
             burn_in=args.burn_in,
             n_is_samples=args.is_samples,
+            n_imh_steps=args.imh_steps,
+            smc_particles=args.smc_particles,
+            smc_runs=args.smc_runs,
             out_dir=output,
             progress=not args.no_progress,
         )

@@ -15,6 +15,17 @@ With ``joint=True`` a third phase trains q and E together on the sum of the
 likelihood of q, the pseudo-likelihood and the log-variance, so that q is
 also pulled toward ``exp(-E / T0)``.
 
+The spins are an array in memory, or a
+:class:`dcl_prob.streaming.StreamedSpins` HDF5 data set whose batches are read
+from the file chunk by chunk. Streamed data give other batches, and so other
+parameters, than the same data in memory with the same key. Streaming holds
+out rows by a keyed hash (:class:`dcl_prob.streaming.RowSplit`) and computes
+log q of the data part of each log-variance batch on the fly, where an
+in-memory fit uses a pool of precomputed values.
+
+Every phase runs on all devices of :func:`dcl_prob.sharding.current_mesh`:
+parameters are replicated and each step's batch is split over the devices.
+
 The data are Ising spins +-1 or Potts (clock) states ``0 .. q-1``, as set by
 :attr:`FitConfig.n_states`. For ``q`` states q has categorical conditionals,
 the pseudo-likelihood uses each site's exact conditional over its ``q``
@@ -35,6 +46,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dcl_prob import sharding
 from dcl_prob.fit_config import FitConfig, check_options, check_spins
 from dcl_prob.nn.ednn import ExtensiveEnergy, fix_energy_offset
 from dcl_prob.nn.rnn import AutoregressiveGRU, AutoregressiveSpins
@@ -43,6 +55,7 @@ from dcl_prob.objectives import (
     negative_log_likelihood,
     pseudo_likelihood_loss,
 )
+from dcl_prob.streaming import ChunkBatches, RowSplit, StreamedSpins, key_seed
 from dcl_prob.training import train
 
 __all__ = ["FitConfig", "FitResult", "fit", "make_networks", "train_q"]
@@ -153,19 +166,25 @@ def train_q(
     progress: bool = True,
     on_chunk: Callable | None = None,
     restore: Callable | None = None,
+    batches: Callable | None = None,
 ) -> tuple[AutoregressiveGRU, list]:
     """Train q by maximum likelihood on spins ``(n, L, L)``.
 
-    ``on_chunk`` and ``restore`` are passed to :func:`dcl_prob.training.train`.
+    ``on_chunk``, ``restore`` and ``batches`` are passed to
+    :func:`dcl_prob.training.train`; with ``batches`` the steps take their
+    batches from it and ``spins`` is not used.
 
     Returns:
         ``(q_net, history)`` with the per-chunk mean negative log-likelihood
         per spin.
     """
     n_sites = spins.shape[-1] * spins.shape[-2]
+    mesh = sharding.current_mesh()
 
-    def q_loss(net, data, key):
-        batch = _random_batch(key, data, config.batch_size)
+    def q_loss(net, data, key, batch=None):
+        if batch is None:
+            batch = _random_batch(key, data, config.batch_size)
+        batch = sharding.constrain_rows(batch, mesh)
         if config.q_z2 or config.q_colour_symmetric:
             log_q = _log_q(net, batch, config.q_z2, config.q_colour_symmetric)
             return -jnp.mean(log_q) / n_sites, {}
@@ -174,7 +193,7 @@ def train_q(
     return train(
         q_net,
         q_loss,
-        spins,
+        None if batches is not None else spins,
         config.q_steps,
         key=key,
         learning_rate=config.q_learning_rate,
@@ -183,6 +202,7 @@ def train_q(
         progress=progress,
         on_chunk=on_chunk,
         restore=restore,
+        batches=batches,
     )
 
 
@@ -199,7 +219,9 @@ def fit(
 
     Args:
         spins: int8 configurations ``(n, L, L)``: Ising spins +-1, or Potts
-            states ``0 .. q-1`` with ``config.n_states = q``.
+            states ``0 .. q-1`` with ``config.n_states = q``; an array, or a
+            :class:`dcl_prob.streaming.StreamedSpins` to read the batches
+            from an HDF5 file.
         temperature: the temperature ``T0`` the data were sampled at.
         key: PRNG key (keyword only).
         config: hyperparameters; defaults to :class:`FitConfig`.
@@ -217,35 +239,64 @@ def fit(
 
     Raises:
         ValueError: for data that are not ``(n, L, L)`` configurations of the
-            states of ``config.n_states``, an invalid temperature, or options
-            that do not fit the number of states.
+            states of ``config.n_states``, an invalid temperature, options
+            that do not fit the number of states, or streamed data with a
+            ``batch_size`` that is not a multiple of the device count.
     """
     config = config or FitConfig()
-    spins = jnp.asarray(spins)
-    if spins.ndim != 3 or spins.shape[1] != spins.shape[2]:
-        raise ValueError(
-            f"spins of shape {tuple(spins.shape)} are invalid: fit needs (n, L, L)"
-        )
-    n_states = check_spins(np.asarray(spins), config.n_states)
+    streamed = isinstance(spins, StreamedSpins)
+    if not streamed:
+        spins = jnp.asarray(spins)
+    shape = tuple(spins.shape)
+    if len(shape) != 3 or shape[1] != shape[2]:
+        raise ValueError(f"spins of shape {shape} are invalid: fit needs (n, L, L)")
+    values = spins.values if streamed else np.asarray(spins)
+    n_states = check_spins(values, config.n_states)
     check_options(config, n_states)
     config = dataclasses.replace(config, n_states=n_states)
     if not (np.isfinite(temperature) and temperature > 0):
         raise ValueError(
             f"temperature={temperature!r} is invalid: it must be finite and > 0"
         )
-    L = spins.shape[-1]
+    mesh = sharding.current_mesh()
+    if streamed:
+        sharding.check_divisible("batch_size", config.batch_size, mesh)
+    L = shape[-1]
     n_sites = L * L
     T0 = float(temperature)
     key_init, key_split, key_q, key_pool, key_e, key_joint = jax.random.split(key, 6)
     q_net, energy = make_networks(L, config, key=key_init)
-    train_spins, valid_spins = _split_validation(
-        spins, config.validation_fraction, key_split
-    )
+    if streamed:
+        words = key_seed(key_split)
+        seed = sum(word << (32 * i) for i, word in enumerate(words[:2]))
+        split = RowSplit(len(spins), config.validation_fraction, seed)
+        train_spins = valid_spins = None
+        if logger.isEnabledFor(logging.INFO):  # counting hashes every row
+            logger.info(
+                "streaming %d configurations from %s, %d held out",
+                len(spins),
+                spins.path,
+                split.count_validation(),
+            )
+    else:
+        train_spins, valid_spins = _split_validation(
+            spins, config.validation_fraction, key_split
+        )
     history = {}
 
-    def hooks(phase):
+    def hooks(phase, phase_key):
+        options = {}
+        if streamed:
+            options["batches"] = ChunkBatches(
+                spins,
+                split,
+                key=jax.random.fold_in(phase_key, _STREAM_KEY),
+                chunk_size=config.chunk_size,
+                batch_size=config.batch_size,
+                mesh=mesh,
+            )
         if checkpoints is None:
-            return {}
+            return options
 
         def save(step, model, opt_state, metrics, last):
             checkpoints.save(phase, step, model, opt_state, last=last)
@@ -253,11 +304,16 @@ def fit(
         def restore(model, opt_state):
             return checkpoints.restore(phase, model, opt_state)
 
-        return {"on_chunk": save, "restore": restore}
+        return options | {"on_chunk": save, "restore": restore}
 
     # Phase 1: q by maximum likelihood.
     q_net, history["q"] = train_q(
-        q_net, train_spins, config, key=key_q, progress=progress, **hooks("q")
+        q_net,
+        spins if streamed else train_spins,
+        config,
+        key=key_q,
+        progress=progress,
+        **hooks("q", key_q),
     )
 
     # Reference pools for the log-variance term; q is frozen in this phase.
@@ -270,29 +326,43 @@ def fit(
     )
     uniform_pool = _uniform_configurations(key_uniform, config.n_q_samples, L, n_states)
     pools = {
-        "data": (train_spins, _batched_log_q(q_net, train_spins, config)),
         "q": (q_pool, _batched_log_q(q_net, q_pool, config)),
         "uniform": (uniform_pool, _batched_log_q(q_net, uniform_pool, config)),
     }
+    q_arrays, q_static = eqx.partition(q_net, eqx.is_array)
+    if streamed:
+        pools["q_net"] = q_arrays  # log q of streamed data is computed per step
+    else:
+        pools["data"] = (train_spins, _batched_log_q(q_net, train_spins, config))
     sizes = [
         max(1, int(round(f * config.batch_size))) for f in config.reference_fractions
     ]
+    symmetry = (config.q_z2, config.q_colour_symmetric)
 
-    def reference_batch(pools, key):
+    def reference_batch(pools, key, batch):
         keys = jax.random.split(key, 3)
         configs, log_qs = [], []
         for k, name, size in zip(keys, ("data", "q", "uniform"), sizes):
+            if name == "data" and "data" not in pools:
+                part = batch[:size]
+                frozen_q = eqx.combine(pools["q_net"], q_static)
+                configs.append(part)
+                log_qs.append(_log_q(frozen_q, part, *symmetry))
+                continue
             index = jax.random.randint(k, (size,), 0, pools[name][0].shape[0])
             configs.append(pools[name][0][index])
             log_qs.append(pools[name][1][index])
-        return jnp.concatenate(configs), jnp.concatenate(log_qs)
+        reference = sharding.constrain_rows(jnp.concatenate(configs), mesh)
+        return reference, sharding.constrain_rows(jnp.concatenate(log_qs), mesh)
 
     # Phase 2: E by pseudo-likelihood plus log-variance against q.
-    def energy_loss(model, pools, key):
+    def energy_loss(model, pools, key, batch=None):
         key_pl, key_ref = jax.random.split(key)
-        batch = _random_batch(key_pl, pools["data"][0], config.batch_size)
+        if batch is None:
+            batch = _random_batch(key_pl, pools["data"][0], config.batch_size)
+        batch = sharding.constrain_rows(batch, mesh)
         pl = pseudo_likelihood_loss(model, batch, T0)
-        reference, log_q = reference_batch(pools, key_ref)
+        reference, log_q = reference_batch(pools, key_ref, batch)
         lv = log_variance(log_q, model(reference), T0, n_sites)
         return pl + config.lv_weight * lv, {"pl": pl, "logvar": lv}
 
@@ -306,7 +376,7 @@ def fit(
         chunk_size=config.chunk_size,
         description="fit E (PL + logvar)",
         progress=progress,
-        **hooks("energy"),
+        **hooks("energy", key_e),
     )
 
     if config.joint:
@@ -318,24 +388,37 @@ def fit(
             config,
             key_joint,
             progress,
-            hooks("joint"),
+            hooks("joint", key_joint),
+            n_sites,
         )
 
     energy = fix_energy_offset(energy)
-    metrics = _held_out_metrics(q_net, energy, valid_spins, T0, config)
+    if streamed:
+        batches = split.validation_batches(spins, _METRIC_BATCH)
+        metrics = _held_out_metrics(q_net, energy, batches, T0, config)
+    else:
+        metrics = _held_out_metrics(q_net, energy, [valid_spins], T0, config)
     logger.info("fit finished: %s", metrics)
     return FitResult(q_net, energy, T0, config, history, metrics)
 
 
-def _fit_joint(q_net, energy, train_spins, T0, config, key, progress, hooks):
-    """Train q and E together on likelihood + pseudo-likelihood + log-variance."""
-    n_sites = train_spins.shape[-1] ** 2
-    symmetry = (config.q_z2, config.q_colour_symmetric)
+# Folded into a phase key to give the key of its stream of batches.
+_STREAM_KEY = 0x5EED
+# Validation configurations per evaluation of the held-out metrics.
+_METRIC_BATCH = 256
 
-    def joint_loss(models, data, key):
+
+def _fit_joint(q_net, energy, train_spins, T0, config, key, progress, hooks, n_sites):
+    """Train q and E together on likelihood + pseudo-likelihood + log-variance."""
+    symmetry = (config.q_z2, config.q_colour_symmetric)
+    mesh = sharding.current_mesh()
+
+    def joint_loss(models, data, key, batch=None):
         net, model = models
         key_batch, key_sample = jax.random.split(key)
-        batch = _random_batch(key_batch, data, config.batch_size)
+        if batch is None:
+            batch = _random_batch(key_batch, data, config.batch_size)
+        batch = sharding.constrain_rows(batch, mesh)
         nll = -jnp.mean(_log_q(net, batch, *symmetry)) / n_sites
         pl = pseudo_likelihood_loss(model, batch, T0)
         dist_q = AutoregressiveSpins(
@@ -344,7 +427,7 @@ def _fit_joint(q_net, energy, train_spins, T0, config, key, progress, hooks):
             colour_symmetric=config.q_colour_symmetric,
         )
         samples = dist_q.sample(key_sample, (config.batch_size,))
-        reference = jnp.concatenate([batch, samples])
+        reference = jnp.concatenate([batch, sharding.constrain_rows(samples, mesh)])
         lv = log_variance(
             _log_q(net, reference, *symmetry), model(reference), T0, n_sites
         )
@@ -365,18 +448,38 @@ def _fit_joint(q_net, energy, train_spins, T0, config, key, progress, hooks):
     return q_net, energy, history
 
 
-def _held_out_metrics(q_net, energy, valid_spins, T0, config) -> dict:
-    """Held-out NLL of q, pseudo-likelihood and log-variance per spin."""
-    if valid_spins.shape[0] == 0:
+def _held_out_metrics(q_net, energy, batches, T0, config) -> dict:
+    """Held-out NLL of q, pseudo-likelihood and log-variance per spin.
+
+    ``batches`` yields arrays of validation configurations; the sums are
+    accumulated over them, so streamed data need one batch in memory.
+    """
+    energy_of = eqx.filter_jit(lambda e, s: e(s))
+    pseudo_nll = eqx.filter_jit(pseudo_likelihood_loss)
+    count, n_sites = 0, None
+    total_log_q = total_pl = 0.0
+    residual_sums = np.zeros(2)  # sums of r - shift and (r - shift)^2, float64
+    shift = None
+    for spins in batches:
+        if spins.shape[0] == 0:
+            continue
+        spins = jnp.asarray(spins)
+        n_sites = spins.shape[-1] * spins.shape[-2]
+        log_q = np.asarray(_batched_log_q(q_net, spins, config), np.float64)
+        energies = np.asarray(energy_of(energy, spins), np.float64)
+        residual = log_q + energies / T0
+        if shift is None:  # shifting by a typical value avoids cancellation
+            shift = float(np.mean(residual))
+        residual_sums += [np.sum(residual - shift), np.sum((residual - shift) ** 2)]
+        total_log_q += float(np.sum(log_q))
+        total_pl += float(pseudo_nll(energy, spins, T0)) * spins.shape[0]
+        count += spins.shape[0]
+    if count == 0:
         return {}
-    n_sites = valid_spins.shape[-1] ** 2
-    log_q = _batched_log_q(q_net, valid_spins, config)
-    energies = eqx.filter_jit(lambda e, s: e(s))(energy, valid_spins)
-    pl = eqx.filter_jit(pseudo_likelihood_loss)(energy, valid_spins, T0)
+    mean_shifted = residual_sums[0] / count
+    variance = residual_sums[1] / count - mean_shifted**2
     return {
-        "valid_nll_per_spin": float(-jnp.mean(log_q) / n_sites),
-        "valid_pseudo_nll_per_spin": float(pl),
-        "valid_log_variance_per_spin": float(
-            log_variance(log_q, energies, T0, n_sites)
-        ),
+        "valid_nll_per_spin": float(-total_log_q / count / n_sites),
+        "valid_pseudo_nll_per_spin": float(total_pl / count),
+        "valid_log_variance_per_spin": float(variance / n_sites),
     }

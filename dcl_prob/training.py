@@ -1,11 +1,16 @@
 """A generic Optax training loop that runs chunks of steps inside ``lax.scan``.
 
-Python regains control only between chunks, to update the progress bar, log
-and write checkpoints.
+Python regains control only between chunks, to update the progress bar, log,
+write checkpoints and read the next chunk of streamed batches. Parameters,
+optimizer state and data are replicated on every device of
+:func:`dcl_prob.sharding.current_mesh`. A loss that splits its batch over
+the devices (:func:`dcl_prob.sharding.constrain_rows`) makes the loop data
+parallel, and XLA averages the gradients across devices.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable
@@ -16,6 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from tqdm.auto import tqdm
+
+from dcl_prob import sharding
 
 __all__ = ["make_optimizer", "progress_enabled", "train"]
 
@@ -50,6 +57,7 @@ def train(
     progress: bool = True,
     on_chunk: Callable | None = None,
     restore: Callable | None = None,
+    batches: Callable | None = None,
 ):
     """Minimise ``loss_fn(model, data, key) -> (loss, aux)`` with Adam.
 
@@ -71,6 +79,12 @@ def train(
             to continue from, where ``step`` is a multiple of ``chunk_size``
             (0 to start afresh). Every chunk's key depends only on ``key`` and the chunk
             index, so a resumed run repeats the uninterrupted one.
+        batches: streamed data, called as ``batches(chunk)`` with the chunk
+            index; it returns a pytree of arrays with a leading axis of
+            ``chunk_size``, placed on the devices, and step ``t`` of the chunk
+            calls ``loss_fn(model, data, key, batch)`` with slice ``t``. It
+            must depend only on the chunk index, so that resuming works. The
+            next chunk is requested while the devices run the current one.
 
     Returns:
         ``(model, history)`` where ``history`` is a list of per-chunk dicts of
@@ -93,14 +107,19 @@ def train(
             )
         start_chunk = start_step // chunk_size
         params, _ = _trainable(model)
+    mesh = sharding.current_mesh()
+    params, opt_state, data = sharding.replicate((params, opt_state, data), mesh)
 
-    @jax.jit
-    def run_chunk(params, opt_state, key, data):
-        def step(carry, step_key):
+    @functools.partial(jax.jit, out_shardings=sharding.replicated(mesh))
+    def run_chunk(params, opt_state, key, data, chunk_batches):
+        def step(carry, inputs):
             params, opt_state = carry
+            step_key, batch = inputs
 
             def loss_of(p):
-                return loss_fn(eqx.combine(p, static), data, step_key)
+                if batches is None:
+                    return loss_fn(eqx.combine(p, static), data, step_key)
+                return loss_fn(eqx.combine(p, static), data, step_key, batch)
 
             (loss, aux), grads = jax.value_and_grad(loss_of, has_aux=True)(params)
             updates, opt_state = optimizer.update(grads, opt_state, params)
@@ -108,7 +127,9 @@ def train(
             return (params, opt_state), {"loss": loss, **aux}
 
         keys = jax.random.split(key, chunk_size)
-        (params, opt_state), metrics = jax.lax.scan(step, (params, opt_state), keys)
+        (params, opt_state), metrics = jax.lax.scan(
+            step, (params, opt_state), (keys, chunk_batches)
+        )
         return params, opt_state, jax.tree.map(jnp.mean, metrics)
 
     history = []
@@ -120,11 +141,19 @@ def train(
         leave=False,
     )
     chunk_keys = jax.random.split(key, n_chunks)
+    upcoming = None
+    if batches is not None and start_chunk < n_chunks:
+        upcoming = batches(start_chunk)
     try:
         for chunk in range(start_chunk, n_chunks):
+            chunk_batches = upcoming
             params, opt_state, metrics = run_chunk(
-                params, opt_state, chunk_keys[chunk], data
+                params, opt_state, chunk_keys[chunk], data, chunk_batches
             )
+            # The call above returns before the devices finish, so the host
+            # reads the next chunk while they compute.
+            if batches is not None and chunk + 1 < n_chunks:
+                upcoming = batches(chunk + 1)
             metrics = {name: float(value) for name, value in metrics.items()}
             step = (chunk + 1) * chunk_size
             if not np.isfinite(metrics["loss"]):

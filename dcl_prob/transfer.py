@@ -17,10 +17,15 @@ glassy energies. Observables per spin, with error bars:
 
 ``rhat_max`` and ``ess_min`` are the worst R-hat and the smallest bulk or tail
 ESS of the ``e`` and ``|m|`` traces.
+
+The chains are split over the devices of
+:func:`dcl_prob.sharding.current_mesh`. Each device runs its share of the
+chains, and the results do not depend on the number of devices.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 
@@ -29,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from dcl_prob import sharding
 from dcl_prob.diagnostics import chain_jackknife, summarize_traces
 from dcl_prob.nn.ednn import ExtensiveEnergy
 from dcl_prob.samplers import tile_local
@@ -162,16 +168,32 @@ def run_chains(
     Returns:
         ``(traces, states)``: ``{name: array (n_chains, n_draws)}`` including
         ``acceptance_rate``, and the final states.
+
+    The chain axis is split over the devices of
+    :func:`dcl_prob.sharding.current_mesh`. When the device count does not
+    divide ``n_chains``, copies of the first chains (same start, key and
+    beta) fill the last devices and are left out of ``observe`` and of the
+    results, so the traces are the same on any number of devices.
     """
     n_chains = betas.shape[0]
+    mesh = sharding.current_mesh()
+    copies = np.arange(sharding.padded_size(n_chains, mesh)) % n_chains
+    states, betas = sharding.shard_rows(
+        jax.tree.map(lambda leaf: np.asarray(leaf)[copies], (states, betas)), mesh
+    )
+    everywhere = sharding.replicated(mesh)
 
-    @jax.jit
-    def run_chunk(states, key):
+    def real_chains(tree):
+        return jax.tree.map(lambda leaf: leaf[:n_chains], tree)
+
+    @functools.partial(jax.jit, out_shardings=(sharding.row_sharding(mesh), everywhere))
+    def run_chunk(states, betas, key):
         def sweep(states, key):
-            keys = jax.random.split(key, n_chains)
+            keys = jax.random.split(key, n_chains)[copies]
+            keys = sharding.constrain_rows(keys, mesh)
             states, info = jax.vmap(kernel)(keys, states, betas)
-            record = observe(states)
-            record["acceptance_rate"] = info.acceptance_rate
+            record = observe(real_chains(states))
+            record["acceptance_rate"] = real_chains(info.acceptance_rate)
             return states, record
 
         return jax.lax.scan(sweep, states, jax.random.split(key, chunk_size))
@@ -187,7 +209,7 @@ def run_chains(
     )
     try:
         for chunk, chunk_key in enumerate(jax.random.split(key, n_burn + n_record)):
-            states, record = run_chunk(states, chunk_key)
+            states, record = run_chunk(states, betas, chunk_key)
             if chunk >= n_burn:
                 records.append(jax.device_get(record))
             bar.update(chunk_size)
@@ -197,7 +219,7 @@ def run_chains(
         name: np.concatenate([r[name] for r in records], axis=0).T
         for name in records[0]
     }
-    return traces, states
+    return traces, jax.jit(real_chains, out_shardings=everywhere)(states)
 
 
 def observables_from_traces(energy: np.ndarray, m: np.ndarray, T: float, n_sites: int):
