@@ -42,7 +42,18 @@ _STATISTICS = ("energy", "abs_m", "correlation")
 
 
 def family_from_idata(idata):
-    """Rebuild the coupling family recorded by :func:`dcl_prob.bayes.posterior`."""
+    """Rebuild the coupling family recorded by :func:`dcl_prob.bayes.posterior`.
+
+    Args:
+        idata: an ``InferenceData`` whose ``posterior.attrs`` contain
+            ``coupling_model``, ``L`` and, for Potts, ``q``.
+
+    Returns:
+        The family of :func:`dcl_prob.bayes_families.coupling_family`.
+
+    Raises:
+        ValueError: if ``idata`` does not come from ``posterior``.
+    """
     attrs = idata.posterior.attrs
     if "coupling_model" not in attrs:
         raise ValueError(
@@ -216,10 +227,9 @@ def plot_ppc(idata, path: str | os.PathLike) -> None:
     of the data with two standard errors of the mean against the mean of
     each draw's replicas.
     """
-    # dcl_prob.plots selects the Agg backend before pyplot is imported.
-    from dcl_prob.plots import save_figure
+    from matplotlib.figure import Figure
 
-    import matplotlib.pyplot as plt  # isort: skip
+    from dcl_prob.plots import save_figure
 
     if "posterior_predictive" not in idata.groups():
         raise ValueError(
@@ -228,7 +238,8 @@ def plot_ppc(idata, path: str | os.PathLike) -> None:
         )
     observed = idata.observed_data
     predictive = idata.posterior_predictive
-    figure, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    figure = Figure(figsize=(13, 3.8))
+    axes = figure.subplots(1, 3)
     attrs = idata.posterior.attrs
     order_label = "Potts order parameter" if attrs.get("q") is not None else "|m|"
     labels = {"energy": "energy per spin E/N", "abs_m": order_label}

@@ -6,18 +6,16 @@ from ArviZ; this module only arranges the data and collects the numbers.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-with warnings.catch_warnings():
-    # ArviZ 0.23 warns on import about its coming 1.x refactor.
-    warnings.filterwarnings(
-        "ignore", message=".*ArviZ is undergoing", category=FutureWarning
-    )
+if TYPE_CHECKING:
     import arviz as az
 
 logger = logging.getLogger(__name__)
@@ -29,6 +27,19 @@ __all__ = [
     "summarize_traces",
     "to_inference_data",
 ]
+
+
+@functools.cache
+def arviz():
+    """Import ArviZ on first use: it takes seconds, and most commands never need it."""
+    with warnings.catch_warnings():
+        # ArviZ 0.23 warns on import about its coming 1.x refactor.
+        warnings.filterwarnings(
+            "ignore", message=".*ArviZ is undergoing", category=FutureWarning
+        )
+        import arviz as az
+
+    return az
 
 
 def to_inference_data(
@@ -43,7 +54,7 @@ def to_inference_data(
     stats = None
     if sample_stats:
         stats = {name: np.asarray(v, np.float64) for name, v in sample_stats.items()}
-    return az.from_dict(posterior=posterior, sample_stats=stats)
+    return arviz().from_dict(posterior=posterior, sample_stats=stats)
 
 
 def summarize_traces(traces: dict) -> dict:
@@ -57,6 +68,7 @@ def summarize_traces(traces: dict) -> dict:
         as floats; ``tau_int`` is in draws (see
         :func:`integrated_autocorrelation_time`).
     """
+    az = arviz()
     idata = to_inference_data(traces)
     posterior = idata.posterior
     rhat = az.rhat(posterior)
@@ -91,7 +103,7 @@ def integrated_autocorrelation_time(trace: np.ndarray) -> float:
         )
     if np.ptp(trace) == 0:
         return 1.0
-    ess = float(np.squeeze(az.ess(trace, method="bulk")))
+    ess = float(np.squeeze(arviz().ess(trace, method="bulk")))
     if not math.isfinite(ess) or ess <= 0:
         logger.warning(
             "ArviZ returned ess_bulk=%s for a trace of shape %s; using the "
@@ -107,10 +119,17 @@ def plot_diagnostics(idata: az.InferenceData, path: str | os.PathLike) -> None:
     """Save ArviZ trace and rank plots of every variable of ``idata`` to a PNG.
 
     ``path`` gets the trace plot; the rank plot goes beside it with the suffix
-    ``_rank`` (``trace.png`` and ``trace_rank.png``).
+    ``_rank`` (``trace.png`` and ``trace_rank.png``). Both figures are closed
+    after saving, so a notebook does not show them again.
+
+    Args:
+        idata: traces with dims ``(chain, draw)``, as from
+            :func:`to_inference_data`.
+        path: the PNG file of the trace plot.
     """
     from dcl_prob.plots import save_figure
 
+    az = arviz()
     path = os.fspath(path)
     root, extension = os.path.splitext(path)
     axes = az.plot_trace(idata, compact=True)

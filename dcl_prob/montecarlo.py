@@ -31,13 +31,12 @@ import os
 from functools import partial
 from typing import NamedTuple
 
-import arviz as az
 import jax
 import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from dcl_prob.diagnostics import integrated_autocorrelation_time
+from dcl_prob.diagnostics import arviz, integrated_autocorrelation_time
 from dcl_prob.lattice import check_lattice_size
 from dcl_prob.samplers.checkerboard import check_temperature
 from dcl_prob.samplers.registry import (
@@ -289,7 +288,9 @@ def _measure_tau(energy, abs_m):
     tau = {name: integrated_autocorrelation_time(x) for name, x in traces.items()}
     rhat = {}
     for name, trace in traces.items():
-        rhat[name] = 1.0 if np.ptp(trace) == 0 else float(np.squeeze(az.rhat(trace)))
+        rhat[name] = (
+            1.0 if np.ptp(trace) == 0 else float(np.squeeze(arviz().rhat(trace)))
+        )
     return tau, rhat
 
 

@@ -1,4 +1,9 @@
-"""Plots of transfer results against exact and reference values."""
+"""Plots of transfer results against exact and reference values.
+
+The figures are built with matplotlib's object-oriented ``Figure`` and written
+to files; pyplot's backend is left alone, so importing this module changes
+nothing in a notebook.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,9 @@ import os
 
 import matplotlib
 import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from dcl_prob import exact  # noqa: E402
+from dcl_prob import exact
 
 __all__ = ["plot_transfer", "save_figure"]
 
@@ -41,7 +44,12 @@ def save_figure(figure, path: str | os.PathLike, *, dpi: int = 120) -> None:
     try:
         figure.savefig(temporary, dpi=dpi, format="png")
     finally:
-        plt.close(figure)
+        if figure.canvas.manager is not None:
+            # A figure made through pyplot (ArviZ's plots are) stays open there
+            # until it is closed.
+            import matplotlib.pyplot as plt
+
+            plt.close(figure)
     os.replace(temporary, path)
 
 
@@ -62,10 +70,20 @@ def plot_transfer(
     ``critical_temperature`` (or the Ising one of ``kaufman_J``) the
     infinite-lattice transition. The order parameter panel is labelled by the
     rows' ``order_parameter``.
+
+    Args:
+        rows: transfer rows with ``L``, ``T``, ``e``, ``c``, ``abs_m``,
+            ``chi`` and their ``_err`` values, per spin with ``k_B = 1``.
+        path: the PNG file to write (atomically).
+        trained_at: ``{"T": T0, "L": L0}`` of the training data, or None.
+        kaufman_J: coupling of the Ising model whose exact curves are drawn,
+            or None for no exact curves.
+        critical_temperature: transition temperature to mark (units of J/k_B).
     """
     sizes = sorted({row["L"] for row in rows})
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    figure, axes = plt.subplots(2, 2, figsize=(10, 7.5), sharex=True)
+    colours = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+    figure = Figure(figsize=(10, 7.5))
+    axes = figure.subplots(2, 2, sharex=True)
     t_min = min(row["T"] for row in rows)
     t_max = max(row["T"] for row in rows)
     grid = np.linspace(max(0.5, 0.9 * t_min), 1.05 * t_max, 200)

@@ -4,7 +4,7 @@ At every requested temperature, on the learned energy ``E``:
 
 * two different Markov chain samplers, each with several chains: tile-aware
   local Metropolis, and replica exchange over the temperature ladder with the
-  same local kernel. Both report e and |m| with ArviZ's R-hat, ESS and MCSE,
+  same local kernel. Both report e and ``|m|`` with ArviZ's R-hat, ESS and MCSE,
   and their difference in standard errors;
 * ``ln Z`` by tempered SMC from infinite temperature, and by importance
   sampling from q (at the training size only, where q is defined), with the
@@ -162,6 +162,8 @@ def _neural_imh_acceptance(loaded, n_chains, n_steps, key) -> dict:
     return {
         "temperature": T0,
         "L": loaded.L,
+        "n_chains": n_chains,
+        "n_steps": n_steps,
         "acceptance_rate": float(np.mean(accepted)),
         "abs_m": summary["abs_m"],
     }
@@ -262,7 +264,12 @@ def validate(
             n_particles=smc_particles,
             n_runs=smc_runs,
         )
-        row["log_z_smc"] = {"log_z": result.log_z, "log_z_err": result.log_z_err}
+        row["log_z_smc"] = {
+            "log_z": result.log_z,
+            "log_z_err": result.log_z_err,
+            "n_particles": smc_particles,
+            "n_runs": smc_runs,
+        }
         if L == loaded.L:
             estimate = neural.importance_sampling(
                 loaded.distribution(), energy, float(T), n_is_samples, key=is_keys[k]
@@ -297,13 +304,15 @@ def validate(
 
 def _plot_validation(report: dict, path: Path) -> None:
     """Plot e, |m| of both samplers and ln Z per spin of SMC and IS against T."""
-    # dcl_prob.plots selects the non-interactive Agg backend before pyplot loads.
-    from dcl_prob.plots import plt, save_figure
+    from matplotlib.figure import Figure
+
+    from dcl_prob.plots import save_figure
 
     rows = report["rows"]
     T = np.array([row["T"] for row in rows])
     n_sites = report["L"] ** 2
-    figure, axes = plt.subplots(1, 3, figsize=(13, 4))
+    figure = Figure(figsize=(13, 4))
+    axes = figure.subplots(1, 3)
     for offset, name in ((-0.01, "local_metropolis"), (0.01, "replica_exchange")):
         for ax, observable in zip(axes[:2], ("e", "abs_m")):
             values = [row["samplers"][name][observable] for row in rows]

@@ -2,13 +2,11 @@
 
 import json
 
-import jax
 import numpy as np
 import pytest
 
 from dcl_prob.cli import main
-from dcl_prob.model_io import load_model, save_model
-from dcl_prob.validate import validate
+from dcl_prob.model_io import save_model
 
 
 @pytest.fixture(scope="module")
@@ -20,22 +18,40 @@ def model_dir(tmp_path_factory, small_fit):
 
 @pytest.fixture(scope="module")
 def report(model_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("validate_out")
-    with pytest.warns(UserWarning, match="ESS"):
-        result = validate(
-            load_model(model_dir),
-            [2.5, 3.0],
-            key=jax.random.key(0),
-            n_chains=4,
-            n_sweeps=100,
-            burn_in=50,
-            n_imh_steps=200,
-            n_is_samples=2000,
-            smc_particles=128,
-            smc_runs=4,
-            out_dir=out,
-        )
-    return result, out
+    """One short ``dcl validate`` run, shared by the tests of its report.
+
+    It goes through the command line, so it also tests the options that reach
+    :func:`dcl_prob.validate.validate`.
+    """
+    out = tmp_path_factory.mktemp("validate_out") / "v"
+    status = main(
+        [
+            "--no-progress",
+            "validate",
+            str(model_dir),
+            "--T",
+            "2.5",
+            "3.0",
+            "--chains",
+            "4",
+            "--sweeps",
+            "100",
+            "--burn-in",
+            "50",
+            "--imh-steps",
+            "200",
+            "--is-samples",
+            "2000",
+            "--smc-particles",
+            "128",
+            "--smc-runs",
+            "4",
+            "-o",
+            str(out),
+        ]
+    )
+    assert status == 0
+    return json.loads((out / "validate.json").read_text()), out
 
 
 def test_report_has_both_samplers(report):
@@ -55,6 +71,7 @@ def test_log_z_estimates_near_exact(report):
     for row in result["rows"]:
         exact = row["reference"]["log_z"]
         assert abs(row["log_z_smc"]["log_z"] / exact - 1) < 0.03
+        assert (row["log_z_smc"]["n_particles"], row["log_z_smc"]["n_runs"]) == (128, 4)
         assert abs(row["log_z_is"]["log_z"] / exact - 1) < 0.03
         assert 0 < row["log_z_is"]["ess_fraction"] <= 1
 
@@ -62,6 +79,7 @@ def test_log_z_estimates_near_exact(report):
 def test_neural_imh_acceptance_reported(report):
     result, _ = report
     assert 0.0 < result["neural_imh"]["acceptance_rate"] <= 1.0
+    assert result["neural_imh"]["n_steps"] == 200
     assert result["neural_imh"]["temperature"] == 3.0
 
 
@@ -92,30 +110,6 @@ def test_cli_validate_rejects_few_chains(model_dir, tmp_path, capsys):
     )
     assert status == 2
     assert "at least 4" in capsys.readouterr().err
-
-
-def test_cli_validate_writes_json(model_dir, tmp_path):
-    out = tmp_path / "v"
-    status = main(
-        [
-            "--no-progress",
-            "validate",
-            str(model_dir),
-            "--T",
-            "3",
-            "--sweeps",
-            "50",
-            "--burn-in",
-            "0",
-            "--is-samples",
-            "500",
-            "-o",
-            str(out),
-        ]
-    )
-    assert status == 0
-    payload = json.loads((out / "validate.json").read_text())
-    assert payload["rows"][0]["T"] == 3.0
 
 
 def test_cli_anneal_writes_free_energies(model_dir, tmp_path):
