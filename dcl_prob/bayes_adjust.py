@@ -103,7 +103,15 @@ class CurvatureAdjustment(NamedTuple):
 
 
 def identity_adjustment(p: int) -> CurvatureAdjustment:
-    """Return the map of the unadjusted pseudo-likelihood (``C = I``)."""
+    """Return the map of the unadjusted pseudo-likelihood (``C = I``).
+
+    Args:
+        p: number of couplings.
+
+    Returns:
+        :class:`CurvatureAdjustment` with a zero mode ``(p,)`` and the identity
+        matrix ``(p, p)``, float32.
+    """
     return CurvatureAdjustment(
         mode=jnp.zeros((p,), jnp.float32), matrix=jnp.eye(p, dtype=jnp.float32)
     )

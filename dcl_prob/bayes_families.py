@@ -130,6 +130,7 @@ class IsingCouplings(_Family):
         return "+".join(self.couplings)
 
     def sites(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        """Return ``(name, shape)`` of each coupling: scalars, shape ``()``."""
         return tuple((name, ()) for name in self.couplings)
 
     def _columns(self) -> list[int]:
@@ -243,6 +244,7 @@ class PottsCouplings(_Family):
         object.__setattr__(self, "q", int(self.q))
 
     def sites(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        """Return ``(name, shape)`` of the one coupling: ``(("J", ()),)``."""
         return (("J", ()),)
 
     def pl_features(self, spins) -> jax.Array:
@@ -298,6 +300,8 @@ class PottsCouplings(_Family):
         return jnp.sum(same, axis=(-2, -1))[:, None]
 
     def hamiltonian(self, values: dict) -> PottsModel:
+        """Return the :class:`PottsModel` with coupling ``values["J"]`` (energy
+        units)."""
         return PottsModel(q=self.q, J=float(values["J"]))
 
     def order_parameter(self, spins) -> jax.Array:
@@ -335,9 +339,13 @@ class SpinGlassCouplings(_Family):
     name = "spin-glass"
 
     def sites(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        """Return ``(name, shape)`` of the bond couplings: ``J_right`` and
+        ``J_down``, each ``(L, L)``."""
         return (("J_right", (self.L, self.L)), ("J_down", (self.L, self.L)))
 
     def pl_features(self, spins) -> jax.Array:
+        """Return the spins as float32 ``(n, L, L)``: with one coupling per bond
+        no summary of a configuration is smaller than the configuration."""
         return jnp.asarray(spins, jnp.float32)
 
     def _local_field(self, theta, x):
@@ -366,6 +374,8 @@ class SpinGlassCouplings(_Family):
         return products.reshape(len(x), -1)
 
     def hamiltonian(self, values: dict) -> EdwardsAndersonModel:
+        """Return the :class:`EdwardsAndersonModel` with the bonds
+        ``values["J_right"]`` and ``values["J_down"]``, each ``(L, L)``."""
         bonds = np.stack([np.asarray(values["J_right"]), np.asarray(values["J_down"])])
         return EdwardsAndersonModel(bonds)
 

@@ -28,7 +28,12 @@ MAX_POTTS_STATES = 127
 
 
 def validate_q(value, *, source: str) -> int:
-    """Check the number of Potts states ``q`` and return it as an ``int``."""
+    """Check the number of Potts states ``q`` and return it as an ``int``.
+
+    Raises:
+        ValueError: if ``value`` is missing or not an integer from 2 to
+            :data:`MAX_POTTS_STATES`; the message names ``source``.
+    """
     if value is None:
         raise ValueError(
             f"{source} is missing: the 'potts' encoding needs the number of "
@@ -49,7 +54,21 @@ def validate_q(value, *, source: str) -> int:
 
 def check_bonds_for_model(bonds, model, L: int, *, source: str):
     """Check the bonds of a data set and return them as float32 for a spin
-    glass, or None for the other models, which have no bonds."""
+    glass, or None for the other models, which have no bonds.
+
+    Args:
+        bonds: the couplings ``(2, L, L)`` (energy units), or None.
+        model: the data set's ``model`` attribute.
+        L: linear lattice size of the spins.
+        source: where the bonds came from, named in error messages.
+
+    Returns:
+        float32 ``(2, L, L)`` for ``model="spin-glass"``, else None.
+
+    Raises:
+        ValueError: for missing bonds of a spin glass, bonds of another model,
+            or bonds of the wrong dtype, shape or with non-finite values.
+    """
     if model != SPIN_GLASS_MODEL:
         if bonds is not None:
             raise ValueError(
@@ -77,6 +96,15 @@ def check_bonds_for_model(bonds, model, L: int, *, source: str):
 
 
 def validate_temperature(value, *, source: str) -> float:
+    """Check a temperature (units of J/k_B) and return it as a ``float`` > 0.
+
+    Args:
+        value: the temperature as read, a number or a one-number array.
+        source: where the value came from, named in the error message.
+
+    Raises:
+        ValueError: if ``value`` is not a finite number > 0.
+    """
     try:
         temperature = float(value)
     except (TypeError, ValueError):
@@ -96,6 +124,20 @@ def validate_spins(
 
     The result is -1/+1 for the encodings ``"pm1"`` and ``"01"`` and the
     states ``0 .. q-1`` for ``"potts"``, which needs ``q``.
+
+    Args:
+        spins: integer or integer-valued float array ``(n, L, L)``.
+        encoding: ``"pm1"``, ``"01"`` or ``"potts"``.
+        source: where the spins came from, named in error messages.
+        q: number of Potts states, for ``"potts"`` only.
+
+    Returns:
+        int8 array ``(n, L, L)``.
+
+    Raises:
+        ValueError: for a wrong shape, an empty or non-square lattice, NaN or
+            non-integer values, or values outside the encoding, with a hint
+            at the encoding that fits.
     """
     if encoding not in ENCODINGS:
         raise ValueError(f"encoding={encoding!r} is invalid: use one of {ENCODINGS}")

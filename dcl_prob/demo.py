@@ -7,7 +7,7 @@
    grid, at the training size and at a larger one.
 4. Evaluation only (nothing flows back into training): the exact Kaufman
    energy and heat capacity, a long reference Monte Carlo run on the true
-   Hamiltonian for |m|, and the effective coupling of the learned energy on
+   Hamiltonian for ``|m|``, and the effective coupling of the learned energy on
    configurations from every temperature.
 
 The Potts and spin-glass demos (:mod:`dcl_prob.demo_models`) follow the same
@@ -73,7 +73,14 @@ class DemoSettings:
 
 def demo_settings(model: str = "ising") -> DemoSettings:
     """Return the default settings of the demo of ``model``, a name of
-    :data:`DEMO_MODELS`."""
+    :data:`DEMO_MODELS`.
+
+    Temperatures are in units of J/k_B (the bond scale for the spin glass).
+    Replace fields with ``dataclasses.replace(demo_settings("potts"), L=4)``.
+
+    Raises:
+        ValueError: for a name that is not in :data:`DEMO_MODELS`.
+    """
     if model == "ising":
         return DemoSettings()
     if model == "potts":
@@ -164,7 +171,7 @@ def run_demo(
     ``summary.json``.
 
     Returns:
-        The summary: worst relative energy error, worst |m| deviation from the
+        The summary: worst relative energy error, worst ``|m|`` deviation from the
         reference, effective couplings and the time of every stage.
     """
     settings = settings or DemoSettings()

@@ -43,7 +43,17 @@ REFERENCE_SAMPLER = "checkerboard Metropolis on the true Hamiltonian, ordered st
 
 
 def kaufman_reference(L: int, T: float, J: float = 1.0) -> dict:
-    """Exact energy, heat capacity and free energy per spin of the L x L torus."""
+    """Exact energy, heat capacity and free energy per spin of the L x L torus.
+
+    Args:
+        L: linear lattice size, >= 2.
+        T: temperature in units of J/k_B (``k_B = 1``).
+        J: nearest-neighbour coupling of the zero-field Ising model.
+
+    Returns:
+        ``{"source", "e", "c", "f"}``: the energy, heat capacity and free energy
+        per spin as floats, from :func:`dcl_prob.exact.kaufman`.
+    """
     result = exact.kaufman(L, T, J)
     return {
         "source": "Kaufman exact finite-lattice solution",
@@ -128,6 +138,12 @@ def uniform_mean_energy(model) -> float:
     compared after subtracting this constant: ``-2 J / q`` for the standard
     Potts model (two bonds per site, each ``-J`` with probability ``1 / q``),
     and 0 for the Ising, clock and spin-glass models.
+
+    Args:
+        model: a model of :mod:`dcl_prob.hamiltonians` or a spin glass.
+
+    Returns:
+        The mean energy per spin, in the energy units of ``model``.
     """
     table = getattr(model, "_pair_table", None)
     if table is None:
@@ -211,6 +227,15 @@ def effective_coupling(
     A value of 1 means the learned energy has the true energy scale on these
     configurations. An error of 1% shifts the learned critical temperature by
     about 1%, because T_c is proportional to the coupling.
+
+    Args:
+        energy: the learned energy, for Ising spins.
+        model: the true Ising model, whose ``flip_energy_change`` is compared.
+        spins: configurations ``(n, L, L)`` of -1/+1 spins.
+
+    Returns:
+        The dimensionless slope ``sum(dE_learned * dE_true) / sum(dE_true**2)``
+        over all sites and configurations.
     """
     spins = jnp.asarray(spins)
     learned = np.asarray(
@@ -232,6 +257,15 @@ def ising_energy_network(
     and context 1 the tiles are 3 x 3, so the network applies to a 3 x 3
     lattice. The tile perceptron's output weights are zero. Used to test
     samplers and transfer against exact results.
+
+    Args:
+        J: nearest-neighbour coupling (energy units).
+        focus: focus block side ``f`` of the tiles.
+        context: context border ``c`` of the tiles, at least 1.
+
+    Returns:
+        An :class:`ExtensiveEnergy` whose total energy of spins ``(..., L, L)``
+        is ``-J sum_<ij> s_i s_j``, shape ``(...)``.
 
     Raises:
         ValueError: if ``focus < 1`` or ``context < 1``.

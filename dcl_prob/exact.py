@@ -253,11 +253,12 @@ def kaufman(L: int, T, J: float = 1.0) -> KaufmanResult:
             or is below ``|J| / 300``, or ``J`` is zero, not finite, or negative
             with odd ``L``.
 
-    NOTE: against 50-digit mpmath at L = 256 and 0.5 <= T/|J| <= 10, ``log_z`` and
-    ``energy`` agree to ~1e-14 relative and ``heat_capacity`` to ~3e-11. At higher
-    T the relative error of ``energy`` grows as about ``2e-17 (T/|J|)^2`` because
-    two terms of size ``N T/|J|`` cancel. At lower T the heat capacity has an
-    absolute error of about ``1e-16 (|J|/T)^2`` and can come out slightly negative.
+    NOTE: against 50-digit mpmath at L = 256 and ``0.5 <= T/|J| <= 10``,
+    ``log_z`` and ``energy`` agree to ~1e-14 relative and ``heat_capacity`` to
+    ~3e-11. At higher T the relative error of ``energy`` grows as about
+    ``2e-17 (T/|J|)^2`` because two terms of size ``N T/|J|`` cancel. At lower T
+    the heat capacity has an absolute error of about ``1e-16 (|J|/T)^2`` and can
+    come out slightly negative.
     """
     L = check_lattice_size(L)
     T = _check_temperature(T)

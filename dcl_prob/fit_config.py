@@ -103,10 +103,17 @@ class FitConfig:
     q_colour_symmetric: bool = False
 
     def to_dict(self) -> dict:
+        """Return the fields as a JSON-ready dict (tuples become lists in JSON)."""
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict) -> FitConfig:
+        """Build a config from ``{field: value}``, such as a model's
+        ``config.json``; missing fields take their defaults.
+
+        Raises:
+            ValueError: for a name that is not a field, listing the valid ones.
+        """
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:

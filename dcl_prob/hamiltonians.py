@@ -114,10 +114,12 @@ class IsingModel:
 
     @property
     def n_states(self) -> int:
+        """Number of values of a site: 2."""
         return 2
 
     @property
     def state_values(self) -> np.ndarray:
+        """Site values, read-only int8 ``[-1, 1]``."""
         return PM1_VALUES
 
     def energy(self, s: jnp.ndarray) -> jnp.ndarray:
@@ -133,7 +135,14 @@ class IsingModel:
         return self.J * neighbour_sum(s.astype(jnp.float32)) + self.h
 
     def flip_energy_change(self, s: jnp.ndarray) -> jnp.ndarray:
-        """Energy change of flipping each site alone, ``2 s_i (J sum_j s_j + h)``."""
+        """Energy change of flipping each site alone, ``2 s_i (J sum_j s_j + h)``.
+
+        Args:
+            s: spins -1/+1 of shape ``(..., L, L)``.
+
+        Returns:
+            float32 total-energy changes of the same shape, one per site.
+        """
         return 2.0 * s.astype(jnp.float32) * self.local_field(s)
 
     def site_energies(self, s: jnp.ndarray) -> jnp.ndarray:
@@ -178,10 +187,12 @@ class IsingNNNModel:
 
     @property
     def n_states(self) -> int:
+        """Number of values of a site: 2."""
         return 2
 
     @property
     def state_values(self) -> np.ndarray:
+        """Site values, read-only int8 ``[-1, 1]``."""
         return PM1_VALUES
 
     def energy(self, s: jnp.ndarray) -> jnp.ndarray:

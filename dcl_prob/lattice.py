@@ -53,6 +53,14 @@ def offset_sum(x: jnp.ndarray, offsets, axes: tuple[int, int] = (-2, -1)):
     """Sum of ``x`` over the sites at ``+offset`` and ``-offset`` of every site.
 
     With :data:`NEAREST_OFFSETS` this is :func:`neighbour_sum`.
+
+    Args:
+        x: array whose lattice axes are ``axes``, for example ``(..., L, L)``.
+        offsets: ``(di, dj)`` pairs, each summed in both directions.
+        axes: the two lattice axes of ``x``.
+
+    Returns:
+        An array of the shape and dtype of ``x`` (periodic boundaries).
     """
     return sum(
         shift(x, offset, 1, axes) + shift(x, offset, -1, axes) for offset in offsets
@@ -61,6 +69,12 @@ def offset_sum(x: jnp.ndarray, offsets, axes: tuple[int, int] = (-2, -1)):
 
 def check_lattice_size(L: int, *, name: str = "L", multiple_of: int = 1) -> int:
     """Validate a linear lattice size and return it as an ``int``.
+
+    Args:
+        L: the lattice size to check.
+        name: the name of the value in error messages.
+        multiple_of: ``L`` must be a multiple of it, such as the focus size
+            of an energy network.
 
     Raises:
         ValueError: if ``L`` is not an integer of at least 2, or is not a
@@ -115,5 +129,11 @@ def site_order(L: int) -> np.ndarray:
 
     The autoregressive model visits sites in this order: site ``k`` is
     ``(k // L, k % L)``.
+
+    Args:
+        L: linear lattice size.
+
+    Returns:
+        int array ``(L * L,)``.
     """
     return np.arange(L * L)

@@ -74,6 +74,17 @@ def save_model(
     The files are written to a temporary directory beside ``path`` that is then
     renamed, so an interrupted save never leaves a half-written model.
 
+    Args:
+        path: the model directory to create.
+        result: the output of :func:`dcl_prob.fit.fit`.
+        data_attrs: attributes of the training data set, stored in
+            ``config.json`` so that later commands know the model and its
+            couplings (for example the Kaufman reference of ``dcl transfer``).
+        overwrite: replace an existing directory.
+
+    Returns:
+        The path of the written directory.
+
     Raises:
         FileExistsError: if ``path`` exists and ``overwrite`` is false.
     """
@@ -122,6 +133,14 @@ def _mentions_pickle(error: BaseException) -> bool:
 
 def load_model(path: str | os.PathLike) -> LoadedModel:
     """Read a model directory written by :func:`save_model`.
+
+    Args:
+        path: the model directory, with ``config.json``, ``q.eqx`` and
+            ``energy.eqx``. Nothing is read with pickle.
+
+    Returns:
+        A :class:`LoadedModel` with the networks, the training temperature
+        and size, the fit config and the data attributes.
 
     Raises:
         FileNotFoundError: if the directory or one of its files is missing.
@@ -214,6 +233,8 @@ class Checkpointer:
 
     @property
     def state_path(self) -> Path:
+        """Path of ``checkpoint.json``, which records the fingerprint of the fit
+        and the step reached in every phase."""
         return self.directory / "checkpoint.json"
 
     def exists(self) -> bool:

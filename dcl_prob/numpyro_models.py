@@ -202,6 +202,15 @@ def autoregressive_guide(
     arrays of ``net`` as the parameter site ``name + "$params"`` and draws
     ``num_samples`` configurations in the plate ``"configurations"``. Read the
     fitted network with :func:`fitted_network`.
+
+    Args:
+        net: the initial network of q, for ``(L, L)`` spins.
+        z2: symmetrise q under the global spin flip.
+        name: prefix of the parameter site.
+
+    Returns:
+        ``guide(energy, beta, L, spins=None, *, num_samples=1)``, which samples
+        the site ``"spins"`` with shape ``(num_samples, L, L)``.
     """
 
     def guide(energy, beta, L, spins=None, *, num_samples: int = 1):

@@ -139,10 +139,12 @@ class EdwardsAndersonModel:
 
     @property
     def n_states(self) -> int:
+        """Number of values of a site: 2."""
         return 2
 
     @property
     def state_values(self) -> np.ndarray:
+        """Site values, read-only int8 ``[-1, 1]``."""
         values = np.array([-1, 1], dtype=np.int8)
         values.setflags(write=False)
         return values

@@ -360,7 +360,15 @@ class ConditionedResult(NamedTuple):
     history: list  # per-chunk dicts: step, loss (mean beta F_q per spin)
 
     def distribution(self, temperature: float) -> AutoregressiveSpins:
-        """Return q at ``temperature`` as a NumPyro distribution."""
+        """Return q at ``temperature`` as a NumPyro distribution.
+
+        Args:
+            temperature: ``T`` in units of J/k_B; any value, not only those
+                of the training range, though q is trained only inside it.
+
+        Returns:
+            An :class:`AutoregressiveSpins` over ``(L, L)`` spins.
+        """
         return AutoregressiveSpins(self.q_net.at_temperature(temperature), z2=self.z2)
 
 
@@ -537,6 +545,16 @@ def exact_kl_divergence(
     ``p`` is the zero-field Ising model with coupling ``J`` on the
     ``L x L`` torus of ``q_net``. Enumeration limits ``L`` to 4 or less
     (65536 states). The sum is in float64 over float32 ``log q``.
+
+    Args:
+        q_net: the network of q, spins -1/+1.
+        temperature: ``T`` of ``p`` in units of J/k_B.
+        z2: symmetrise q under the global spin flip, as the fit did.
+        J: coupling of ``p`` (energy units).
+        batch_size: configurations per evaluation of ``log q``.
+
+    Returns:
+        ``KL(q || p)`` in nats, for the whole lattice (not per spin).
 
     Raises:
         ValueError: as :func:`dcl_prob.exact.boltzmann_probabilities`.

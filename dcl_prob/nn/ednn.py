@@ -259,6 +259,12 @@ class ExtensiveEnergy(eqx.Module):
     def geometry(self, L: int) -> TileGeometry:
         """Index tables for lattice size ``L``.
 
+        Args:
+            L: linear lattice size, a multiple of ``focus``.
+
+        Returns:
+            The :class:`~dcl_prob.nn.tiles.TileGeometry` of ``L``.
+
         Raises:
             ValueError: if ``L`` is not a multiple of the focus size, or
                 differs from the lattice size of learned bond couplings.
@@ -366,6 +372,12 @@ class ExtensiveEnergy(eqx.Module):
         that ``E`` averages to zero over uniformly random configurations, as a
         Hamiltonian without a constant term does. Learned bond couplings add
         nothing to it: every product ``s_i s_j`` averages to zero.
+
+        Args:
+            batch: tile configurations per evaluation, which bounds memory.
+
+        Returns:
+            float32 scalar, the mean energy of one tile (energy units).
         """
         P = self.tile_size
         if self.n_states != 2:

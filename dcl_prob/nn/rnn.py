@@ -208,6 +208,13 @@ class AutoregressiveGRU(eqx.Module):
         Only a network with ``position_encoding="boundary"`` has parameters
         that do not depend on the lattice size.
 
+        Args:
+            L: the new linear lattice size, >= 2.
+
+        Returns:
+            The same network for ``(L, L)`` configurations (itself if ``L`` is
+            unchanged).
+
         Raises:
             ValueError: for a network with per-site parameters.
         """
@@ -239,6 +246,13 @@ class AutoregressiveGRU(eqx.Module):
         this q at every temperature: a warm start for
         :func:`dcl_prob.variational.anneal_range`. ``key`` is unused by the
         copied weights and kept for a uniform constructor signature.
+
+        Args:
+            key: PRNG key (keyword only), unused.
+
+        Returns:
+            A network with ``conditioned=True`` whose ``log_prob(s, beta)``
+            equals this network's ``log_prob(s)`` at every ``beta``.
 
         Raises:
             ValueError: for a network that is already conditioned.
@@ -277,6 +291,12 @@ class AutoregressiveGRU(eqx.Module):
 
     def at_temperature(self, temperature: float) -> FixedTemperatureGRU:
         """Fix the inverse temperature of a conditioned network to ``1 / T``.
+
+        Args:
+            temperature: ``T`` in units of J/k_B, finite and > 0.
+
+        Returns:
+            A :class:`FixedTemperatureGRU` with ``beta = 1 / T``.
 
         Raises:
             ValueError: for a network that is not conditioned, or a
@@ -459,18 +479,22 @@ class FixedTemperatureGRU(eqx.Module):
 
     @property
     def L(self) -> int:
+        """Linear lattice size of the wrapped network."""
         return self.net.L
 
     @property
     def hidden_size(self) -> int:
+        """GRU hidden units of the wrapped network."""
         return self.net.hidden_size
 
     @property
     def n_states(self) -> int:
+        """Number of values of a site: 2 for spins +-1, ``q`` for states."""
         return self.net.n_states
 
     @property
     def temperature(self) -> float:
+        """The fixed temperature ``1 / beta`` (units of J/k_B)."""
         return 1.0 / self.beta
 
     def logits(self, s: jax.Array) -> jax.Array:
@@ -571,10 +595,13 @@ class AutoregressiveSpins(dist.Distribution):
 
     @property
     def n_states(self) -> int:
+        """Number of values of a site: 2 for spins +-1, ``q`` for states."""
         return getattr(self.net, "n_states", 2)
 
     @constraints.dependent_property(is_discrete=True, event_dim=2)
     def support(self):
+        """NumPyro constraint of an ``(L, L)`` event: spins +-1, or the integers
+        ``0 .. q-1`` for ``q`` states."""
         if self.n_states == 2:
             return constraints.independent(spin_support, 2)
         return constraints.independent(

@@ -61,16 +61,31 @@ class TileGeometry(NamedTuple):
 
     @property
     def n_tiles(self) -> int:
+        """Number of tiles, ``(L / focus)**2``, one per focus block."""
         return (self.L // self.focus) ** 2
 
     @property
     def tile_width(self) -> int:
+        """Side of a tile in sites, ``focus + 2 * context``."""
         return self.focus + 2 * self.context
 
 
 @functools.lru_cache(maxsize=64)
 def tile_geometry(L: int, focus: int, context: int) -> TileGeometry:
-    """Build the index tables of :class:`TileGeometry` for one lattice size."""
+    """Build the index tables of :class:`TileGeometry` for one lattice size.
+
+    Args:
+        L: linear lattice size, a multiple of ``focus``.
+        focus: focus block side ``f``.
+        context: context border ``c``; a tile is ``f + 2 c`` sites wide.
+
+    Returns:
+        The :class:`TileGeometry` of ``(L / f)**2`` tiles.
+
+    Raises:
+        ValueError: if ``L`` is not an integer >= 2 that is a multiple of
+            ``focus``.
+    """
     L = check_lattice_size(L, multiple_of=focus)
     width = focus + 2 * context
     n_blocks = L // focus

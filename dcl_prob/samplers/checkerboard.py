@@ -153,7 +153,16 @@ def _check_square_lattice(spins: jax.Array) -> int:
 
 
 def check_temperature(temperature) -> None:
-    """Reject a concrete temperature that is not positive and finite."""
+    """Reject a concrete temperature that is not positive and finite.
+
+    A traced temperature (inside ``jit`` or ``vmap``) is not checked.
+
+    Args:
+        temperature: temperature in units of J/k_B.
+
+    Raises:
+        ValueError: if ``temperature`` is concrete and not finite and > 0.
+    """
     if isinstance(temperature, jax.core.Tracer):
         return
     value = float(temperature)

@@ -149,7 +149,12 @@ def _importance_batch(q, energy_fn, beta, key, batch_size: int):
 def weighted_mean(weights: np.ndarray, values: np.ndarray) -> tuple[float, float]:
     """Self-normalized mean of ``values`` and its delta-method standard error.
 
-    ``weights`` must already be normalized to sum to one.
+    Args:
+        weights: importance weights ``(n,)``, already normalized to sum to one.
+        values: the observable of each sample, ``(n,)``.
+
+    Returns:
+        ``(mean, standard_error)`` as floats, in the units of ``values``.
     """
     mean = float(np.sum(weights * values))
     variance = float(np.sum(weights**2 * (values - mean) ** 2))

@@ -49,7 +49,15 @@ class SweepInfo(NamedTuple):
 
 
 def flip_one_site(rng_key: jax.Array, position: jax.Array) -> jax.Array:
-    """Flip the sign of one uniformly chosen site of the +-1 spins ``position``."""
+    """Flip the sign of one uniformly chosen site of the +-1 spins ``position``.
+
+    Args:
+        rng_key: PRNG key that picks the site.
+        position: spins -1/+1 of any shape, usually ``(L, L)``.
+
+    Returns:
+        The spins with one site flipped, same shape and dtype.
+    """
     site = jax.random.randint(rng_key, (), 0, position.size)
     flat = position.reshape(-1)
     return flat.at[site].set(-flat[site]).reshape(position.shape)

@@ -54,6 +54,13 @@ def group_spacing(L: int, tile_width: int) -> int:
 
     Sites of one group are ``S`` apart, so no tile (``tile_width`` wide)
     contains two of them.
+
+    Args:
+        L: linear lattice size.
+        tile_width: side of a tile in sites.
+
+    Returns:
+        The spacing ``S`` in sites.
     """
     for spacing in range(tile_width, L + 1):
         if L % spacing == 0:
@@ -193,7 +200,16 @@ def tile_local_metropolis(
 
 
 def full_energy_check(energy_fn: ExtensiveEnergy, state: TileLocalState) -> jax.Array:
-    """Difference between the cached energy of ``state`` and a full evaluation."""
+    """Difference between the cached energy of ``state`` and a full evaluation.
+
+    Args:
+        energy_fn: the energy the chain runs on.
+        state: the state of one chain, spins ``(L, L)``.
+
+    Returns:
+        float32 scalar, cached minus recomputed total energy (energy units);
+        float32 rounding makes it nonzero but small.
+    """
     geometry = energy_fn.geometry(state.spins.shape[-1])
     tiles = extract_tiles(state.spins, geometry)
     tile_index = jnp.arange(geometry.n_tiles)
