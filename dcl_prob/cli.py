@@ -1,4 +1,4 @@
-"""The ``dcl`` command: simulate, fit, transfer and demo."""
+"""The ``dcl`` command: simulate, fit, transfer, validate, anneal, couplings, demo."""
 
 from __future__ import annotations
 
@@ -52,7 +52,12 @@ def _package_version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Build the argument parser of ``dcl``."""
+    """Build the argument parser of ``dcl``.
+
+    Returns:
+        An :class:`argparse.ArgumentParser` with the global options and one
+        required subcommand.
+    """
     parser = argparse.ArgumentParser(
         prog="dcl",
         formatter_class=_FORMATTER,
@@ -900,7 +905,27 @@ _COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``dcl``; returns the process exit status."""
+    """Run ``dcl`` with the arguments ``argv`` and return its exit status.
+
+    It configures logging with :func:`logging.basicConfig` (level INFO with
+    ``--verbose``, else WARNING) and runs the subcommand. A ``ValueError``,
+    ``OSError`` or ``FloatingPointError`` is printed to stderr as
+    ``dcl COMMAND: error: MESSAGE`` instead of a traceback, and other
+    exceptions propagate.
+
+    Args:
+        argv: the command-line arguments without the program name, such as
+            ``["simulate", "--help"]``. None reads ``sys.argv[1:]``.
+
+    Returns:
+        0 on success, 2 after a ``ValueError``, ``OSError`` (which includes
+        ``FileExistsError`` and ``FileNotFoundError``) or
+        ``FloatingPointError``, and 130 after ``KeyboardInterrupt``.
+
+    Raises:
+        SystemExit: from :mod:`argparse` for ``--help`` and ``--version``
+            (status 0) and for invalid arguments (status 2).
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

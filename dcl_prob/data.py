@@ -71,6 +71,13 @@ class Dataset(NamedTuple):
 def check_output_path(path: str | os.PathLike, *, overwrite: bool = False) -> None:
     """Check that a data set can be written to ``path``, before a long run.
 
+    It checks only that the file is absent (unless ``overwrite``) and that its
+    directory exists, not write permission or free space.
+
+    Args:
+        path: the output file.
+        overwrite: accept an existing ``path``, which the caller then replaces.
+
     Raises:
         FileExistsError: if ``path`` exists and ``overwrite`` is False.
         FileNotFoundError: if the directory of ``path`` does not exist.

@@ -64,7 +64,12 @@ logger = logging.getLogger(__name__)
 
 
 class FitResult(NamedTuple):
-    """Fitted networks and training record."""
+    """Fitted networks and training record.
+
+    ``temperature`` is the training temperature ``T0`` in units of J/k_B
+    (``k_B = 1``), and the learned energy is in the same units, so that
+    ``exp(-E(s) / T0)`` models the data.
+    """
 
     q_net: AutoregressiveGRU  # the autoregressive model
     energy: ExtensiveEnergy  # the energy, constant fixed to zero mean on random spins
@@ -74,7 +79,13 @@ class FitResult(NamedTuple):
     metrics: dict  # final held-out diagnostics
 
     def distribution(self) -> AutoregressiveSpins:
-        """Return the fitted q as a NumPyro distribution."""
+        """Return the fitted q as a NumPyro distribution.
+
+        Returns:
+            An :class:`~dcl_prob.nn.rnn.AutoregressiveSpins` over int8
+            configurations ``(L, L)``, symmetrised as set by
+            ``config.q_z2`` and ``config.q_colour_symmetric``.
+        """
         return AutoregressiveSpins(
             self.q_net,
             z2=self.config.q_z2,
@@ -83,11 +94,27 @@ class FitResult(NamedTuple):
 
 
 def make_networks(L: int, config: FitConfig, *, key: jax.Array):
-    """Initial ``(AutoregressiveGRU, ExtensiveEnergy)`` for lattice size ``L``.
+    """Build the initial ``(AutoregressiveGRU, ExtensiveEnergy)`` for size ``L``.
 
-    ``config.n_states`` must be a number (not None); :func:`fit` stores the
+    ``config.n_states`` must be a number (not None). :func:`fit` stores the
     inferred one in the config of its result. With ``energy_kind="bonds"``
     the energy starts with zero couplings ``(2, L, L)`` for this ``L``.
+
+    Args:
+        L: linear lattice size, a multiple of ``config.focus``.
+        config: hyperparameters of both networks, with ``n_states`` set: 2
+            for Ising spins -1/+1, ``q > 2`` for states ``0 .. q-1``.
+        key: JAX PRNG key of the initial weights (keyword only).
+
+    Returns:
+        ``(q_net, energy)``: the autoregressive model of ``L x L``
+        configurations and the extensive energy network, both newly
+        initialised.
+
+    Raises:
+        ValueError: if ``config.n_states`` is None, an option of ``config``
+            does not fit the number of states, or ``L`` is not a multiple of
+            ``config.focus``.
     """
     if config.n_states is None:
         raise ValueError(
@@ -170,13 +197,37 @@ def train_q(
 ) -> tuple[AutoregressiveGRU, list]:
     """Train q by maximum likelihood on spins ``(n, L, L)``.
 
-    ``on_chunk``, ``restore`` and ``batches`` are passed to
-    :func:`dcl_prob.training.train`; with ``batches`` the steps take their
-    batches from it and ``spins`` is not used.
+    Without ``batches`` every step draws ``config.batch_size`` configurations
+    of ``spins`` uniformly with replacement. The loss is ``-log q(s) / N``
+    in nats per spin, averaged over the batch, with ``q`` symmetrised when
+    ``config.q_z2`` or ``config.q_colour_symmetric`` is set.
+
+    Args:
+        q_net: the autoregressive model to train.
+        spins: int8 training configurations ``(n, L, L)``: -1/+1 spins, or
+            states ``0 .. q-1``. With ``batches`` only the lattice size is
+            read from ``spins.shape``, so a
+            :class:`~dcl_prob.streaming.StreamedSpins` also works.
+        config: hyperparameters. This function reads ``q_steps``,
+            ``q_learning_rate``, ``batch_size``, ``chunk_size``, ``q_z2`` and
+            ``q_colour_symmetric``.
+        key: JAX PRNG key (keyword only).
+        progress: show a progress bar (never under ``CI``).
+        on_chunk: passed to :func:`dcl_prob.training.train`.
+        restore: passed to :func:`dcl_prob.training.train`.
+        batches: passed to :func:`dcl_prob.training.train`. Each call
+            returns the int8 batches ``(chunk_size, batch_size, L, L)`` of one
+            chunk.
 
     Returns:
-        ``(q_net, history)`` with the per-chunk mean negative log-likelihood
-        per spin.
+        ``(q_net, history)``: the trained model and one dict per chunk with
+        ``"step"`` and ``"loss"``, the chunk's mean negative log-likelihood
+        per spin in nats.
+
+    Raises:
+        ValueError: if ``restore`` returns a step that is not a multiple of
+            ``config.chunk_size``.
+        FloatingPointError: if the loss becomes NaN or infinite.
     """
     n_sites = spins.shape[-1] * spins.shape[-2]
     mesh = sharding.current_mesh()
@@ -222,7 +273,8 @@ def fit(
             states ``0 .. q-1`` with ``config.n_states = q``; an array, or a
             :class:`dcl_prob.streaming.StreamedSpins` to read the batches
             from an HDF5 file.
-        temperature: the temperature ``T0`` the data were sampled at.
+        temperature: the temperature ``T0`` the data were sampled at, in
+            units of J/k_B (``k_B = 1``).
         key: PRNG key (keyword only).
         config: hyperparameters; defaults to :class:`FitConfig`.
         progress: show progress bars with the losses.
@@ -242,6 +294,7 @@ def fit(
             states of ``config.n_states``, an invalid temperature, options
             that do not fit the number of states, or streamed data with a
             ``batch_size`` that is not a multiple of the device count.
+        FloatingPointError: if a loss becomes NaN or infinite.
     """
     config = config or FitConfig()
     streamed = isinstance(spins, StreamedSpins)

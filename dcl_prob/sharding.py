@@ -62,6 +62,17 @@ def device_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
 
     The axis is :data:`AXIS`, of type ``Auto``, so that XLA partitions the
     compiled functions from the shardings of their inputs.
+
+    Args:
+        devices: the devices of the mesh, in mesh order. None uses
+            :func:`jax.devices`, which after :func:`initialize_distributed`
+            lists the devices of every process.
+
+    Returns:
+        A :class:`jax.sharding.Mesh` of shape ``(len(devices),)``.
+
+    Raises:
+        ValueError: if ``devices`` is empty.
     """
     devices = list(jax.devices() if devices is None else devices)
     if not devices:
@@ -70,7 +81,12 @@ def device_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
 
 
 def current_mesh() -> Mesh:
-    """Return the mesh set by :func:`use_devices`, else one over all devices."""
+    """Return the mesh set by :func:`use_devices`, else one over all devices.
+
+    Returns:
+        The innermost active :func:`use_devices` mesh, else a new
+        :func:`device_mesh` over :func:`jax.devices`.
+    """
     mesh = _MESH.get()
     return device_mesh() if mesh is None else mesh
 
@@ -80,7 +96,18 @@ def use_devices(devices: Sequence[jax.Device]) -> Iterator[Mesh]:
     """Run fits and chains inside the block on ``devices`` only.
 
     For example ``with use_devices(jax.devices()[:1]):`` runs on one device
-    in a process that has several.
+    in a process that has several. Inside the block :func:`current_mesh`
+    returns the mesh over ``devices``. On exit the previous mesh is restored,
+    also when the block raises.
+
+    Args:
+        devices: the devices to use, at least one.
+
+    Yields:
+        The :class:`jax.sharding.Mesh` over ``devices``.
+
+    Raises:
+        ValueError: if ``devices`` is empty.
     """
     token = _MESH.set(device_mesh(devices))
     try:
@@ -90,12 +117,29 @@ def use_devices(devices: Sequence[jax.Device]) -> Iterator[Mesh]:
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
-    """Return the sharding that keeps a full copy on every device of ``mesh``."""
+    """Return the sharding that keeps a full copy on every device of ``mesh``.
+
+    Args:
+        mesh: the device mesh.
+
+    Returns:
+        A :class:`jax.sharding.NamedSharding` with an empty partition spec.
+    """
     return NamedSharding(mesh, P())
 
 
 def row_sharding(mesh: Mesh, axis: int = 0) -> NamedSharding:
-    """Return the sharding that splits array axis ``axis`` over the devices."""
+    """Return the sharding that splits array axis ``axis`` over the devices.
+
+    Args:
+        mesh: the device mesh.
+        axis: the array axis split along :data:`AXIS`, counted from 0. The
+            other axes are not split.
+
+    Returns:
+        A :class:`jax.sharding.NamedSharding` that gives each device one
+        block of consecutive indices along ``axis``, in mesh order.
+    """
     return NamedSharding(mesh, P(*([None] * axis), AXIS))
 
 
@@ -117,6 +161,16 @@ def replicate(tree, mesh: Mesh):
 
     Other leaves, and typed PRNG keys, are returned unchanged. Across hosts
     every process must pass the same values.
+
+    Args:
+        tree: a pytree whose array leaves are JAX or NumPy arrays or NumPy
+            scalars, of any shape and dtype.
+        mesh: the device mesh.
+
+    Returns:
+        ``tree`` with each such leaf a :class:`jax.Array` of the same shape and
+        dtype, sharded by :func:`replicated`. A leaf that already has that
+        sharding is returned as it is.
     """
     sharding = replicated(mesh)
     return jax.tree.map(lambda leaf: _place(leaf, sharding), tree)
@@ -124,6 +178,19 @@ def replicate(tree, mesh: Mesh):
 
 def shard_rows(tree, mesh: Mesh, axis: int = 0):
     """Split axis ``axis`` of every array leaf of ``tree`` over the devices.
+
+    Leaves that are not arrays, and typed PRNG keys, are returned unchanged.
+    Across hosts every process must pass the same values.
+
+    Args:
+        tree: a pytree whose array leaves have at least ``axis + 1``
+            dimensions.
+        mesh: the device mesh.
+        axis: the array axis to split, counted from 0.
+
+    Returns:
+        ``tree`` with each array leaf a :class:`jax.Array` of the same shape
+        and dtype, sharded by :func:`row_sharding`.
 
     Raises:
         ValueError: if a leaf's size along ``axis`` is not a multiple of the
@@ -143,17 +210,46 @@ def constrain_rows(x: jax.Array, mesh: Mesh, axis: int = 0) -> jax.Array:
     """Ask XLA to split axis ``axis`` of ``x`` over the devices (inside ``jit``).
 
     Any size works: XLA pads a last shard that is smaller than the others.
+
+    Args:
+        x: an array traced inside ``jax.jit``, with at least ``axis + 1``
+            dimensions.
+        mesh: the device mesh.
+        axis: the array axis to split, counted from 0.
+
+    Returns:
+        ``x`` with the same shape, dtype and values, under a sharding
+        constraint of :func:`row_sharding`.
     """
     return jax.lax.with_sharding_constraint(x, row_sharding(mesh, axis))
 
 
 def padded_size(n: int, mesh: Mesh) -> int:
-    """Return the smallest multiple of the device count that is at least ``n``."""
+    """Return the smallest multiple of the device count that is at least ``n``.
+
+    Args:
+        n: a count, such as the number of chains.
+        mesh: the device mesh, whose size is the device count.
+
+    Returns:
+        ``ceil(n / mesh.size) * mesh.size``.
+    """
     return -(-n // mesh.size) * mesh.size
 
 
 def check_divisible(name: str, value: int, mesh: Mesh) -> None:
-    """Raise ``ValueError`` unless ``value`` is a multiple of the device count."""
+    """Raise ``ValueError`` unless ``value`` is a multiple of the device count.
+
+    Args:
+        name: the name of the value in the error message, such as
+            ``"batch_size"``.
+        value: the size to check, such as a batch size.
+        mesh: the device mesh, whose size is the device count.
+
+    Raises:
+        ValueError: if ``value`` is not a multiple of ``mesh.size``. The
+            message names the nearest valid sizes.
+    """
     devices = mesh.size
     if value % devices == 0:
         return
@@ -167,7 +263,12 @@ def check_divisible(name: str, value: int, mesh: Mesh) -> None:
 
 
 def is_primary_process() -> bool:
-    """Return whether this is process 0, the one that writes outputs."""
+    """Return whether this is process 0, the one that writes outputs.
+
+    Returns:
+        True for process 0 of :func:`jax.process_index`, which is also the only
+        process of a run that did not call :func:`initialize_distributed`.
+    """
     return jax.process_index() == 0
 
 
@@ -187,6 +288,21 @@ def initialize_distributed(
     address is ``host:port`` of process 0, which listens on it). Afterwards
     :func:`current_mesh` spans the devices of every process. A second call
     does nothing.
+
+    Args:
+        coordinator_address: ``host:port`` of process 0, or None to let JAX
+            read it from the environment.
+        num_processes: number of processes of the run, or None to let JAX
+            read it from the environment.
+        process_id: index of this process, ``0 .. num_processes - 1``, or
+            None to let JAX read it from the environment.
+
+    Raises:
+        RuntimeError: from :func:`jax.distributed.initialize` if JAX has
+            already computed in this process.
+        ValueError: from :func:`jax.distributed.initialize` if a value is
+            neither passed nor found in the environment, or ``process_id``
+            is not below ``num_processes``.
     """
     if jax.distributed.is_initialized():
         return

@@ -45,7 +45,15 @@ SCAN_BLOCK_BYTES = 16 << 20
 
 
 def key_seed(key: jax.Array) -> list[int]:
-    """Return the words of a JAX PRNG key, to seed a NumPy generator."""
+    """Return the words of a JAX PRNG key, to seed a NumPy generator.
+
+    Args:
+        key: a JAX PRNG key, such as ``jax.random.key(seed)``.
+
+    Returns:
+        The key data of ``key``, flattened, as non-negative Python ints: two
+        32-bit words for JAX's default threefry key.
+    """
     return np.asarray(jax.random.key_data(key)).astype(np.uint64).ravel().tolist()
 
 
@@ -62,10 +70,15 @@ class StreamedSpins:
         encoding: as for :func:`dcl_prob.data.load_dataset`.
 
     Attributes:
-        path: the file.
-        shape: ``(n, L, L)``.
-        temperature: temperature of the samples.
+        path: the file, as :func:`os.fspath` returns it.
+        shape: ``(n, L, L)``, the shape of the dataset ``spins`` as a tuple
+            of Python ints.
+        temperature: temperature of the samples in units of J/k_B
+            (``k_B = 1``).
         attrs: the file's attributes as Python values.
+        encoding: the encoding the spins are decoded from: ``"pm1"``,
+            ``"01"`` or ``"potts"``.
+        q: number of states for the ``"potts"`` encoding, else None.
         bonds: float32 ``(2, L, L)`` couplings of a spin glass, else None.
         values: sorted values of the spins after decoding (-1/+1 or
             ``0 .. q-1``), for :func:`dcl_prob.fit_config.check_spins`.
@@ -180,8 +193,18 @@ class StreamedSpins:
     def read(self, rows) -> np.ndarray:
         """Return the decoded int8 configurations at ``rows``, any shape.
 
-        The result has shape ``rows.shape + (L, L)``. Each distinct row is
-        read once, in increasing order.
+        Each distinct row is read once, in increasing order.
+
+        Args:
+            rows: integer row indices in ``0 .. n-1``, an array of any shape.
+                A row may appear more than once.
+
+        Returns:
+            int8 array of shape ``rows.shape + (L, L)``: -1/+1 spins, or the
+            states ``0 .. q-1`` for the ``"potts"`` encoding.
+
+        Raises:
+            IndexError: if a row is outside ``0 .. n-1``.
         """
         rows = np.asarray(rows, dtype=np.int64)
         unique, inverse = np.unique(rows.ravel(), return_inverse=True)
@@ -193,7 +216,18 @@ class StreamedSpins:
         return spins[inverse].reshape(*rows.shape, *self.shape[1:])
 
     def read_range(self, start: int, stop: int) -> np.ndarray:
-        """Return the decoded int8 configurations ``start .. stop - 1``."""
+        """Return the decoded int8 configurations ``start .. stop - 1``.
+
+        Args:
+            start: first row.
+            stop: one past the last row. The caller keeps
+                ``0 <= start <= stop <= n``, because this method does not
+                check the range.
+
+        Returns:
+            int8 array ``(stop - start, L, L)``: -1/+1 spins, or the states
+            ``0 .. q-1`` for the ``"potts"`` encoding.
+        """
         return self._decode(self._dataset[start:stop])
 
     def close(self) -> None:
@@ -234,6 +268,9 @@ class RowSplit:
         n: number of rows.
         fraction: expected share of validation rows, in ``[0, 1)``.
         seed: key of the hash, a non-negative integer below ``2**64``.
+
+    Raises:
+        ValueError: if ``fraction`` is outside ``[0, 1)``.
     """
 
     def __init__(self, n: int, fraction: float, seed: int):
@@ -247,14 +284,29 @@ class RowSplit:
         self.seed = int(seed) % (1 << 64)
 
     def is_validation(self, rows: np.ndarray) -> np.ndarray:
-        """Return a boolean array: which of ``rows`` are held out."""
+        """Return a boolean array: which of ``rows`` are held out.
+
+        Args:
+            rows: integer row indices in ``0 .. n-1``, an array of any shape.
+
+        Returns:
+            bool array of the shape of ``rows``, True for validation rows.
+        """
         if self.fraction == 0.0:
             return np.zeros(np.shape(rows), bool)
         words = _mix(np.asarray(rows), self.seed) >> np.uint64(11)
         return words.astype(np.float64) * 2.0**-53 < self.fraction
 
     def count_validation(self, block: int = 1 << 22) -> int:
-        """Return the number of validation rows, counted block by block."""
+        """Return the number of validation rows, counted block by block.
+
+        Args:
+            block: rows hashed at a time, which bounds the memory used.
+
+        Returns:
+            The number of rows in ``0 .. n-1`` for which :meth:`is_validation`
+            returns True.
+        """
         return sum(
             int(
                 np.count_nonzero(
@@ -268,8 +320,18 @@ class RowSplit:
         """Draw ``size`` training rows uniformly, with replacement.
 
         Rows are drawn from all ``n`` and validation rows are rejected, so the
-        draws depend only on ``rng``. Raises ``ValueError`` if every row seems
-        held out.
+        draws depend only on ``rng`` and the split.
+
+        Args:
+            rng: the NumPy generator that draws the rows, whose state advances.
+            size: number of rows to draw, at least 1.
+
+        Returns:
+            int64 array ``(size,)`` of training row indices in ``0 .. n-1``.
+
+        Raises:
+            ValueError: if 1000 rounds of draws do not find ``size`` training
+                rows, as happens when every row is held out.
         """
         accepted = []
         missing = size
@@ -293,8 +355,19 @@ class RowSplit:
     ) -> Iterator[np.ndarray]:
         """Yield the validation configurations in file order, ``batch_size`` at a time.
 
-        The file is read sequentially, one block at a time; the last batch may
-        be smaller.
+        The file is read sequentially, one block at a time.
+
+        Args:
+            spins: the data set of the ``n`` rows of this split.
+            batch_size: configurations per batch.
+            block_rows: rows read from the file at a time. None reads as
+                many rows as fit in ``SCAN_BLOCK_BYTES``, but at least
+                ``batch_size``.
+
+        Yields:
+            int8 arrays ``(batch_size, L, L)`` of decoded configurations
+            (-1/+1 spins, or the states ``0 .. q-1``). The last batch may be
+            smaller, and a split without validation rows yields none.
         """
         if block_rows is None:
             block_rows = max(batch_size, SCAN_BLOCK_BYTES // max(1, spins.row_bytes))
@@ -325,11 +398,14 @@ class ChunkBatches:
     Args:
         spins: the data set.
         split: which rows are for training.
-        key: PRNG key of the stream; with the chunk index it seeds the NumPy
-            generator that draws the rows.
+        key: JAX PRNG key of the stream. With the chunk index it seeds the
+            NumPy generator that draws the rows.
         chunk_size: steps per chunk.
         batch_size: configurations per step, a multiple of the device count.
         mesh: the device mesh.
+
+    Raises:
+        ValueError: if ``batch_size`` is not a multiple of the device count.
     """
 
     def __init__(
@@ -357,13 +433,42 @@ class ChunkBatches:
         self._local = (min(c[0] for c in columns), max(c[1] for c in columns))
 
     def rows(self, chunk: int) -> np.ndarray:
-        """Return the row indices ``(chunk_size, batch_size)`` of a chunk."""
+        """Return the row indices ``(chunk_size, batch_size)`` of a chunk.
+
+        Every call with the same ``chunk``, in every process, draws the same
+        rows.
+
+        Args:
+            chunk: chunk index, at least 0.
+
+        Returns:
+            int64 array ``(chunk_size, batch_size)`` of training rows, drawn
+            uniformly with replacement by :meth:`RowSplit.sample_training`.
+
+        Raises:
+            ValueError: if :meth:`RowSplit.sample_training` finds too few
+                training rows.
+        """
         rng = np.random.default_rng([*self.seed, int(chunk)])
         size = self.shape[0] * self.shape[1]
         return self.split.sample_training(rng, size).reshape(self.shape[:2])
 
     def __call__(self, chunk: int) -> jax.Array:
-        """Read the batches of chunk ``chunk`` and place them on the devices."""
+        """Read the batches of chunk ``chunk`` and place them on the devices.
+
+        Args:
+            chunk: chunk index, at least 0.
+
+        Returns:
+            int8 :class:`jax.Array` ``(chunk_size, batch_size, L, L)`` of the
+            configurations at :meth:`rows` (-1/+1 spins, or the states
+            ``0 .. q-1``), with the batch axis split over the devices of
+            ``mesh``.
+
+        Raises:
+            ValueError: if :meth:`RowSplit.sample_training` finds too few
+                training rows.
+        """
         first, last = self._local
         local = self.spins.read(self.rows(chunk)[:, first:last])
 

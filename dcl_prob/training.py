@@ -30,12 +30,32 @@ logger = logging.getLogger(__name__)
 
 
 def progress_enabled(progress: bool) -> bool:
-    """Return whether to show progress bars: requested, and not under CI."""
+    """Return whether to show progress bars: requested, and not under CI.
+
+    Args:
+        progress: whether the caller requests progress bars.
+
+    Returns:
+        True if ``progress`` is true and the environment variable ``CI`` is
+        unset or empty.
+    """
     return bool(progress) and not os.environ.get("CI")
 
 
 def make_optimizer(learning_rate: float, n_steps: int) -> optax.GradientTransformation:
-    """Adam with gradient clipping and a cosine decay to 5% of ``learning_rate``."""
+    """Build Adam with gradient clipping and a cosine decay of the learning rate.
+
+    Gradients are first clipped to a global L2 norm of at most 1. Adam then
+    uses a learning rate that decays from ``learning_rate`` along a cosine
+    to 5% of it at step ``n_steps``, and stays there.
+
+    Args:
+        learning_rate: initial and peak learning rate of Adam.
+        n_steps: steps of the decay. Values below 1 count as 1.
+
+    Returns:
+        An :class:`optax.GradientTransformation`.
+    """
     schedule = optax.cosine_decay_schedule(learning_rate, max(n_steps, 1), alpha=0.05)
     return optax.chain(optax.clip_by_global_norm(1.0), optax.adam(schedule))
 
@@ -77,8 +97,9 @@ def train(
         restore: called once as ``restore(model, opt_state)`` with the fresh
             model and optimizer state. It returns ``(step, model, opt_state)``
             to continue from, where ``step`` is a multiple of ``chunk_size``
-            (0 to start afresh). Every chunk's key depends only on ``key`` and the chunk
-            index, so a resumed run repeats the uninterrupted one.
+            (0 to start afresh). Every chunk's key depends only on ``key``
+            and the chunk index, so a resumed run repeats the uninterrupted
+            one.
         batches: streamed data, called as ``batches(chunk)`` with the chunk
             index; it returns a pytree of arrays with a leading axis of
             ``chunk_size``, placed on the devices, and step ``t`` of the chunk
@@ -91,6 +112,8 @@ def train(
         mean diagnostics with the step number.
 
     Raises:
+        ValueError: if ``restore`` returns a step that is not a multiple of
+            ``chunk_size``.
         FloatingPointError: if the loss becomes NaN or infinite.
     """
     n_chunks = max(1, -(-n_steps // chunk_size))

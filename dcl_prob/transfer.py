@@ -77,6 +77,17 @@ def order_parameter_for_model(model: str | None, n_states: int = 2) -> str:
 
     An unknown or missing model gets the magnetization for spins and the Potts
     order parameter for ``q > 2`` states.
+
+    Args:
+        model: the ``model`` attribute of a data set, such as ``"ising"``,
+            ``"ising-nnn"``, ``"potts"``, ``"clock"`` or ``"spin-glass"``, or
+            None.
+        n_states: states per site: 2 for spins -1/+1, ``q`` for states
+            ``0 .. q-1``. It decides only for an unknown or missing model.
+
+    Returns:
+        ``"magnetization"`` (Ising and Ising-NNN), ``"potts"``, ``"clock"`` or
+        ``"overlap"`` (spin glass).
     """
     if model in _MODEL_ORDER_PARAMETERS:
         return _MODEL_ORDER_PARAMETERS[model]
@@ -84,7 +95,20 @@ def order_parameter_for_model(model: str | None, n_states: int = 2) -> str:
 
 
 def check_temperatures(temperatures) -> np.ndarray:
-    """Return temperatures as a float array; raise if any is not finite and > 0."""
+    """Return temperatures as a float array; raise if any is not finite and > 0.
+
+    Args:
+        temperatures: a number or an array-like of temperatures in units of
+            J/k_B (``k_B = 1``).
+
+    Returns:
+        float64 array of the same values, at least one-dimensional: a single
+        number gives shape ``(1,)``.
+
+    Raises:
+        ValueError: if there are no temperatures, or one is not finite and
+            positive.
+    """
     values = np.atleast_1d(np.asarray(temperatures, dtype=np.float64))
     if values.size == 0:
         raise ValueError("no temperatures given; pass at least one, e.g. --T 2.0")
@@ -106,6 +130,16 @@ def ordered_start(
     ordered start avoids the long-lived domain-wall (stripe) states that a
     random start falls into below ``T_c``. Above ``T_c`` the burn-in removes
     its effect.
+
+    Args:
+        key: JAX PRNG key.
+        n_chains: number of lattices.
+        L: linear lattice size.
+        n_states: states per site: 2 for spins -1/+1, ``q > 2`` for states
+            ``0 .. q-1``.
+
+    Returns:
+        int8 :class:`jax.Array` ``(n_chains, L, L)``.
     """
     if n_states == 2:
         values = jnp.where(jax.random.bernoulli(key, 0.5, (n_chains, 1, 1)), 1, -1)
@@ -115,7 +149,19 @@ def ordered_start(
 
 
 def random_start(key: jax.Array, n_chains: int, L: int, n_states: int = 2):
-    """Return independent uniformly random lattices ``(n_chains, L, L)`` int8."""
+    """Return independent uniformly random lattices ``(n_chains, L, L)`` int8.
+
+    Args:
+        key: JAX PRNG key.
+        n_chains: number of lattices.
+        L: linear lattice size.
+        n_states: states per site: 2 for spins -1/+1, ``q > 2`` for states
+            ``0 .. q-1``.
+
+    Returns:
+        int8 :class:`jax.Array` ``(n_chains, L, L)`` in which every site is
+        drawn independently and uniformly from the ``n_states`` values.
+    """
     values = jax.random.randint(key, (n_chains, L, L), 0, n_states)
     if n_states == 2:
         values = 2 * values - 1
@@ -128,7 +174,18 @@ def exchange_ladder(temperatures: np.ndarray, n_sites: int) -> np.ndarray:
     A geometric grid from ``min(T)`` to ``max(max(T), 2 min(T))`` with about
     ``sqrt(N)`` temperatures per e-fold, the spacing at which neighbouring
     energy distributions overlap when the heat capacity per spin is of order
-    one, merged with the requested temperatures. Sorted, increasing.
+    one, merged with the requested temperatures. Grid points closer than
+    ``0.2 / sqrt(N)`` in ``log T`` to a requested temperature are dropped.
+
+    Args:
+        temperatures: 1-D float array of the requested temperatures, in units
+            of J/k_B, each finite and positive (as from
+            :func:`check_temperatures`).
+        n_sites: spins per configuration ``N = L * L``.
+
+    Returns:
+        float64 array ``(R,)`` of distinct temperatures in increasing order
+        that contains every requested temperature.
     """
     low = float(np.min(temperatures))
     high = max(float(np.max(temperatures)), 2.0 * low)
@@ -151,29 +208,40 @@ def run_chains(
     chunk_size: int = 100,
     description: str = "sampling",
     progress: bool = True,
-) -> dict:
+) -> tuple[dict, object]:
     """Run vectorised chains and record observables after every sweep.
-
-    Args:
-        kernel: ``kernel(key, state, beta) -> (state, info)`` for one chain,
-            where ``info`` has an ``acceptance_rate`` field.
-        states: initial states with a leading chain axis.
-        betas: inverse temperature of every chain, shape ``(n_chains,)``.
-        observe: ``observe(state) -> dict`` of per-chain scalars.
-        key: PRNG key.
-        n_sweeps: recorded sweeps per chain (rounded up to whole chunks).
-        burn_in: discarded sweeps per chain (rounded up to whole chunks).
-        chunk_size: sweeps per compiled chunk.
-
-    Returns:
-        ``(traces, states)``: ``{name: array (n_chains, n_draws)}`` including
-        ``acceptance_rate``, and the final states.
 
     The chain axis is split over the devices of
     :func:`dcl_prob.sharding.current_mesh`. When the device count does not
     divide ``n_chains``, copies of the first chains (same start, key and
     beta) fill the last devices and are left out of ``observe`` and of the
     results, so the traces are the same on any number of devices.
+
+    Args:
+        kernel: ``kernel(key, state, beta) -> (state, info)`` for one chain,
+            where ``info`` has an ``acceptance_rate`` field.
+        states: pytree of initial states with a leading chain axis of size
+            ``n_chains``.
+        betas: inverse temperature ``1 / T`` of every chain, shape
+            ``(n_chains,)``, with ``T`` in units of J/k_B.
+        observe: ``observe(states) -> dict`` of arrays, called on the
+            batched states of the ``n_chains`` chains. An array with one
+            scalar per chain gives a trace ``(n_chains, n_draws)``.
+        key: JAX PRNG key.
+        n_sweeps: recorded sweeps per chain, rounded up to whole chunks and
+            at least one chunk.
+        burn_in: discarded sweeps per chain (rounded up to whole chunks).
+        chunk_size: sweeps per compiled chunk.
+        description: label of the progress bar.
+        progress: show a progress bar (never under ``CI``).
+
+    Returns:
+        ``(traces, states)``. ``traces`` maps each name of ``observe``, and
+        ``acceptance_rate``, to a NumPy array: ``(n_chains, n_draws)`` for one
+        scalar per chain, and in general the transpose of
+        ``(n_draws, *value_shape)``, with ``n_draws`` the recorded sweeps.
+        ``states`` are the final states of the ``n_chains`` chains,
+        replicated on every device.
     """
     n_chains = betas.shape[0]
     mesh = sharding.current_mesh()
@@ -226,10 +294,19 @@ def observables_from_traces(energy: np.ndarray, m: np.ndarray, T: float, n_sites
     """Observables per spin with errors from traces ``(chain, draw)``.
 
     Args:
-        energy: energy per spin.
-        m: order parameter per spin (the overlap may have fewer chains).
-        T: temperature.
+        energy: energy per spin, shape ``(chain, draw)``.
+        m: order parameter per spin, shape ``(chain, draw)`` with the draws
+            of ``energy`` (the overlap may have fewer chains).
+        T: temperature in units of J/k_B (``k_B = 1``).
         n_sites: spins per configuration ``N``.
+
+    Returns:
+        Floats ``{"e", "e_err", "abs_m", "abs_m_err", "c", "c_err", "chi",
+        "chi_err", "rhat_max", "ess_min"}``: the means of ``energy`` and
+        ``|m|`` with their ArviZ MCSE, the heat capacity per spin
+        ``N var(e) / T**2`` and the susceptibility per spin
+        ``N (<m**2> - <|m|>**2) / T`` with jackknife errors over chains, the
+        largest R-hat and the smallest bulk or tail ESS of the two traces.
     """
     abs_m = np.abs(m)
     # Separate summaries: the overlap has half as many traces as the energy.
@@ -320,12 +397,33 @@ def run_tile_chains(
     (:func:`exchange_ladder`) and one sweep is one local sweep of every
     replica followed by one round of swaps.
 
+    Args:
+        energy: the learned extensive energy.
+        L: linear lattice size, which the energy's tiles fit.
+        temperatures: 1-D float array of temperatures in units of J/k_B, as
+            from :func:`check_temperatures`.
+        key: JAX PRNG key (keyword only).
+        n_chains: chains per temperature, an even number for the overlap.
+        n_sweeps: recorded sweeps per chain, rounded up to a multiple of 100
+            (the chunk size of :func:`run_chains`), and at least 100.
+        burn_in: discarded sweeps per chain, rounded up in the same way.
+        description: label of the progress bar.
+        order_parameter: a key of :data:`ORDER_PARAMETERS`.
+        exchange: run replica exchange over :func:`exchange_ladder`.
+        progress: show a progress bar (never under ``CI``).
+
     Returns:
         ``{"e", "m", "acceptance_rate"}`` traces of shape
         ``(temperatures.size * n_chains, draws)``; chains ``k * n_chains`` to
         ``(k + 1) * n_chains - 1`` run at ``temperatures[k]``. ``e`` is the
         energy per spin and ``m`` the order parameter. For the overlap ``m``
         has ``n_chains / 2`` traces per temperature, one per pair of chains.
+        ``acceptance_rate`` is that of the local moves, at the requested
+        temperatures also with ``exchange``. All are NumPy arrays.
+
+    Raises:
+        ValueError: if ``order_parameter`` is unknown, or is the
+            magnetization or the overlap for an energy of ``q > 2`` states.
     """
     local_kernel = tile_local.build_kernel(energy, L)
     observe_spins = _observe_fn(order_parameter, energy.n_states, L * L)
@@ -412,8 +510,9 @@ def transfer(
         key: PRNG key (keyword only).
         n_chains: independent chains per temperature (an even number for the
             overlap, which pairs them).
-        n_sweeps: recorded sweeps per chain.
-        burn_in: discarded sweeps per chain.
+        n_sweeps: recorded sweeps per chain, rounded up to a multiple of 100,
+            and at least 100.
+        burn_in: discarded sweeps per chain, rounded up to a multiple of 100.
         order_parameter: a key of :data:`ORDER_PARAMETERS`; default
             ``"magnetization"`` for spins and ``"potts"`` for ``q > 2``
             states. :func:`order_parameter_for_model` picks it from a data
@@ -428,6 +527,13 @@ def transfer(
         :func:`observables_from_traces` (``abs_m`` holds the order
         parameter, named in the row's ``order_parameter``), the acceptance
         rate of the local moves and, with ``exchange``, the ladder size.
+
+    Raises:
+        ValueError: for invalid temperatures, fewer than 2 chains, an overlap
+            with an odd number of chains or fewer than 4, an ``L`` that is
+            not a multiple of the focus or differs from the size of per-bond
+            couplings, or an order parameter that is unknown or needs spins
+            -1/+1 for an energy of ``q > 2`` states.
     """
     temperatures = check_temperatures(temperatures)
     if order_parameter is None:
