@@ -13,9 +13,25 @@ warnings.filterwarnings(
     "ignore", message=".*ArviZ is undergoing", category=FutureWarning
 )
 
+from notebook_runner import BackgroundNotebooks  # noqa: E402
+
 from dcl_prob.fit import FitConfig, fit  # noqa: E402
 from dcl_prob.hamiltonians import IsingModel  # noqa: E402
 from dcl_prob.montecarlo import simulate  # noqa: E402
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Start the notebooks in the background when their tests were collected."""
+    if any(item.path.name == "test_notebooks.py" for item in items):
+        config.background_notebooks = BackgroundNotebooks()
+
+
+def pytest_unconfigure(config):
+    """Delete the background notebook outputs."""
+    runs = getattr(config, "background_notebooks", None)
+    if runs is not None:
+        runs.close()
+
 
 TRAIN_L = 4
 TRAIN_T = 3.0

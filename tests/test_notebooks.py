@@ -1,16 +1,23 @@
 """Every notebook in notebooks/ runs top to bottom with its small settings.
 
 Each notebook runs in a fresh kernel, so it pays for its own imports and JAX
-compilations, which take most of its time.
+compilations, which take most of its time. They run in the background
+beside the other tests (``tests/notebook_runner.py``).
 """
-
-from pathlib import Path
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
+from notebook_runner import NOTEBOOKS, BackgroundNotebooks
 
-NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
+
+@pytest.fixture(scope="module")
+def executed(request):
+    """The background run started by conftest.py, or a new one."""
+    runs = getattr(request.config, "background_notebooks", None)
+    if runs is None:
+        runs = BackgroundNotebooks()
+        request.config.background_notebooks = runs
+    return runs
 
 
 def _outputs(notebook):
@@ -39,20 +46,18 @@ def test_notebook_saved_without_outputs(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs(path, tmp_path):
-    notebook = nbformat.read(path, as_version=4)
-    client = NotebookClient(
-        notebook,
-        timeout=600,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(tmp_path)}},
-    )
-    client.execute()
+def test_notebook_runs(path, executed):
+    notebook, stderr = executed.result(path.stem)
+    assert notebook is not None, f"{path.name} did not run:\n{stderr}"
     outputs = _outputs(notebook)
-    errors = [output for output in outputs if output.output_type == "error"]
-    assert not errors
-    # A backend without display (Agg, selected by dcl_prob.plots) turns
-    # plt.show() into a warning and shows nothing.
+    errors = [
+        f"{output.ename}: {output.evalue}"
+        for output in outputs
+        if output.output_type == "error"
+    ]
+    assert not errors, errors
+    # A backend without display (such as Agg) turns plt.show() into a warning
+    # and shows nothing.
     if "plt.show()" in "".join(cell.source for cell in notebook.cells):
         figures = [
             output for output in outputs if "image/png" in output.get("data", {})
