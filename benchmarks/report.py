@@ -190,7 +190,10 @@ def _speed(payload: dict) -> list[str]:
         "the limit is the matrix-multiply FLOP rate (counted from the jaxpr, "
         "scan bodies times their length) over the measured `jnp.dot` rate for "
         "networks, and XLA's bytes accessed per sweep times sweeps per second "
-        "over the measured copy bandwidth for the Ising sweeps.",
+        "over the measured copy bandwidth for the Ising sweeps. The Ising "
+        "states of 16 chains at L = 32 fit in the CPU caches, so that fraction "
+        "can exceed 1: it compares cache traffic with a copy through main "
+        "memory and says only that the sweep is not limited by memory.",
         "",
         "| comparison | dcl_prob | other | dcl_prob vs other | dcl_prob "
         "fraction of limit | other fraction of limit |",
@@ -293,7 +296,12 @@ def _scaling(payload: dict) -> list[str]:
         f"`{memory['command']}`: {memory['n_samples']} random configurations, "
         f"{memory['steps_per_phase']} steps per phase, batch "
         f"{memory['batch_size']}, {memory['n_q_samples']} q samples, GRU "
-        f"{memory['hidden_size']} hidden units; {memory['seconds']:.0f} s).",
+        f"{memory['hidden_size']} hidden units; {memory['seconds']:.0f} s). "
+        "Where it goes is not yet profiled. The likely main part is the "
+        "pseudo-likelihood step of the energy network, which evaluates the "
+        "tiles around every site of every configuration in the batch and "
+        "keeps those activations for the gradient; that grows as batch size "
+        "times L^2, so for large lattices try a smaller `--batch-size`.",
         "",
     ]
     return lines
