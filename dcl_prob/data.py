@@ -85,8 +85,8 @@ def check_output_path(path: str | os.PathLike, *, overwrite: bool = False) -> No
     path = os.fspath(path)
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(
-            f"output file {path} already exists; pass --force (overwrite=True) "
-            "to replace it, or choose another path"
+            f"output file {path} already exists; pass --force "
+            "(overwrite=True from Python) to replace it, or choose another path"
         )
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
@@ -209,7 +209,7 @@ def _move_without_overwrite(source: str, destination: str) -> None:
     except FileExistsError:
         raise FileExistsError(
             f"output file {destination} already exists; pass --force "
-            "(overwrite=True) to replace it, or choose another path"
+            "(overwrite=True from Python) to replace it, or choose another path"
         ) from None
     except OSError:
         check_output_path(destination)
