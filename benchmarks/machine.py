@@ -94,7 +94,12 @@ def measure_limits(quick: bool) -> dict:
         of copying a large float32 array, counting the read and the write.
     """
     on_gpu = jax.default_backend() == "gpu"
-    n = 8192 if on_gpu else (1024 if quick else 2048)
+    if on_gpu:
+        n = 8192
+    elif quick:
+        n = 1024
+    else:
+        n = 2048
     a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
     b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
     dot = jax.jit(jnp.dot)

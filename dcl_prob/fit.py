@@ -18,8 +18,8 @@ also pulled toward ``exp(-E / T0)``.
 The spins are an array in memory, or a
 :class:`dcl_prob.streaming.StreamedSpins` HDF5 data set whose batches are read
 from the file chunk by chunk. Streamed data give other batches, and so other
-parameters, than the same data in memory with the same key. Streaming holds
-out rows by a keyed hash (:class:`dcl_prob.streaming.RowSplit`) and computes
+parameters, than the same data in memory with the same key. Streaming picks
+held-out rows by a keyed hash (:class:`dcl_prob.streaming.RowSplit`) and computes
 log q of the data part of each log-variance batch on the fly, where an
 in-memory fit uses a pool of precomputed values.
 

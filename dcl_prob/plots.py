@@ -1,8 +1,8 @@
 """Plots of transfer results against exact and reference values.
 
-The figures are built with matplotlib's object-oriented ``Figure`` and written
-to files; pyplot's backend is left alone, so importing this module changes
-nothing in a notebook.
+The figures are matplotlib ``Figure`` objects written to files without pyplot.
+Importing this module leaves pyplot's backend alone, so notebooks still show
+their own figures.
 """
 
 from __future__ import annotations

@@ -4,10 +4,10 @@ One code path serves one device, several devices of one host and several
 hosts: :func:`current_mesh` is a one-dimensional :class:`jax.sharding.Mesh`
 over every device in :func:`jax.devices` (all processes after
 :func:`initialize_distributed`), with the axis :data:`AXIS`. The training
-loop and the Monte Carlo driver replicate parameters on it and split the
-batch axis of the data and the chain axis of the states along it; XLA's
-partitioner inserts the collectives. With one device the mesh has one entry
-and the placements are trivial.
+loop and the Monte Carlo driver copy the parameters to every device and split
+the batch axis of the data and the chain axis of the states over the mesh.
+XLA's partitioner inserts the communication between devices. With one device
+the mesh has one entry and the placements are trivial.
 
 Sizes that do not divide evenly: a batch drawn inside a compiled step may
 have any size, because XLA pads the last shard internally. Arrays placed
@@ -284,8 +284,8 @@ def initialize_distributed(
     :func:`jax.distributed.initialize` yourself before that import, or set
     :data:`DISTRIBUTED_ENV`, which makes this module call this function while
     :mod:`dcl_prob` is imported. Under SLURM, Open MPI and on Cloud TPU, JAX
-    reads all three values from the environment; elsewhere pass them (the
-    address is ``host:port`` of process 0, which listens on it). Afterwards
+    reads all three values from the environment. Elsewhere pass them: the
+    address is the ``host:port`` that process 0 listens on. Afterwards
     :func:`current_mesh` spans the devices of every process. A second call
     does nothing.
 
@@ -321,9 +321,10 @@ def initialize_distributed(
 
 
 #: Environment variable that makes importing :mod:`dcl_prob` join a
-#: multi-process run; ``DCL_PROB_NUM_PROCESSES`` and ``DCL_PROB_PROCESS_ID``
-#: give the process count and index where no cluster scheduler sets them, and
-#: JAX reads the coordinator's ``host:port`` from ``JAX_COORDINATOR_ADDRESS``.
+#: multi-process run. Where no cluster scheduler sets them,
+#: ``DCL_PROB_NUM_PROCESSES`` and ``DCL_PROB_PROCESS_ID`` give the process
+#: count and index, and ``JAX_COORDINATOR_ADDRESS`` the coordinator's
+#: ``host:port``.
 DISTRIBUTED_ENV = "DCL_PROB_DISTRIBUTED"
 
 
@@ -340,9 +341,9 @@ def _optional_int(name: str) -> int | None:
 
 
 if os.environ.get(DISTRIBUTED_ENV, "0") not in ("", "0"):
-    # NOTE: this runs when dcl_prob.fit imports this module, which the package
-    # imports before BlackJAX; importing BlackJAX first would start the XLA
-    # backend and make JAX reject the call.
+    # NOTE: this works only because dcl_prob imports dcl_prob.fit, and so this
+    # module, before BlackJAX. BlackJAX computes at import time, which starts
+    # the XLA backend, and JAX then rejects jax.distributed.initialize.
     initialize_distributed(
         num_processes=_optional_int("DCL_PROB_NUM_PROCESSES"),
         process_id=_optional_int("DCL_PROB_PROCESS_ID"),

@@ -61,8 +61,8 @@ class StreamedSpins:
     """The spins of an HDF5 data set, read on demand.
 
     Opening the file reads its attributes and then the spins once, block by
-    block, to check their values and compute their SHA-256 digest; no more
-    than one block of :data:`SCAN_BLOCK_BYTES` is in memory at a time.
+    block, to check their values and compute their SHA-256 digest. At most
+    one block of :data:`SCAN_BLOCK_BYTES` is in memory at a time.
 
     Args:
         path: HDF5 file with the dataset ``spins`` and the attribute

@@ -1,11 +1,11 @@
 """Sharded fits and chains on 4 CPU devices give the one-device results.
 
 XLA reads ``--xla_force_host_platform_device_count`` once, when JAX starts,
-and pytest has started JAX already, so the comparison runs in a subprocess:
-this file run as a script fits and samples once on one device and once on
-four, inside the same process, and writes both results to an NPZ file that
-the test compares. The fits differ only by the order of float32 sums across
-devices; the chains do not interact, so their traces agree to rounding.
+and pytest has started JAX already, so the comparison runs in a subprocess.
+There this file, run as a script, fits and samples once on one device and
+once on four, and writes both results to an NPZ file that the test compares.
+The fits differ only by the order of float32 sums across devices. The chains
+do not interact, so their traces agree to rounding.
 """
 
 import os
@@ -39,10 +39,9 @@ def run_on_devices(output: Path) -> None:
     probe = spins[:64]
     path = output.with_suffix(".h5")
     save_dataset(path, spins, attrs={"model": "ising", "temperature": 3.0})
-    # Compilation takes most of the time, so the test keeps it short: one
-    # chunk per phase, a whole fit for streamed data only, and only the q
-    # phase for data in memory, whose energy phase splits its batches the
-    # same way as the log-variance batches of the streamed fit.
+    # Compilation takes most of the time, so this runs one chunk per phase, a
+    # whole fit for streamed data, and only the q phase for data in memory.
+    # The in-memory energy phase splits its batches like the streamed fit's.
     config = FitConfig(
         hidden_size=8,
         q_steps=10,
